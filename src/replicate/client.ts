@@ -1,0 +1,353 @@
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import {
+  ReplicateApiError,
+  ReplicateAuthError,
+  ReplicateNetworkError,
+  ReplicateRateLimitError,
+  ReplicateTimeoutError
+} from './errors.ts'
+import type { InvalidField } from './errors.ts'
+import { isSettled } from './predictions.ts'
+import {
+  DEFAULT_RETRY_POLICY,
+  abortableSleep,
+  errorCode,
+  parseRetryAfter,
+  provablyNotSent,
+  withRetries
+} from './retry.ts'
+import type { AttemptOutcome, RequestKind, RetryPolicy } from './retry.ts'
+import type { Account, ModelInfo, Prediction, WebhookEvent } from './types.ts'
+
+export const DEFAULT_BASE_URL = 'https://api.replicate.com/v1'
+
+/** Where the token comes from. A source that can `invalidate` gets one fresh try after a 401 (token rotation). */
+export interface TokenSource {
+  getToken: () => string | Promise<string>
+  invalidate?: () => void
+}
+
+export interface ClientLogger {
+  warn: (obj: object, msg?: string) => void
+  debug?: (obj: object, msg?: string) => void
+}
+
+export interface ReplicateClientOptions {
+  token: string | TokenSource
+  baseUrl?: string
+  /** Connections in the keep-alive pool; bounded so a burst cannot open sockets without limit. */
+  connections?: number
+  /** Timeout of each non-sync call (headers and body alike). */
+  timeoutMs?: number
+  connectTimeoutMs?: number
+  keepAliveTimeoutMs?: number
+  /** A sync create waits `Prefer: wait=N` seconds; its HTTP timeout is N s plus this margin. */
+  syncMarginMs?: number
+  retry?: Partial<RetryPolicy>
+  userAgent?: string
+  logger?: ClientLogger
+  /** Injected in tests to record and skip waits; defaults to a real, abortable sleep. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
+  random?: () => number
+  now?: () => number
+}
+
+export interface CreatePredictionOptions {
+  /** `true` = Replicate's default hold (60 s); a number of seconds is clamped to 1–60. Absent = answer at once. */
+  wait?: boolean | number
+  /** Hard deadline for the prediction upstream: seconds (min 5) or a duration such as `2m` or `1h30m`. */
+  cancelAfter?: number | string
+  webhook?: string
+  webhookEventsFilter?: WebhookEvent[]
+  signal?: AbortSignal
+}
+
+export interface WaitOptions {
+  maxWaitTime?: number
+  initialWait?: number
+  pollInterval?: number
+  backoffFactor?: number
+  maxInterval?: number
+  /** Fraction of each interval added at random. */
+  jitter?: number
+  /** Cancel the prediction upstream when the wait runs out (the default: nobody is waiting for it any more). */
+  cancelOnTimeout?: boolean
+  signal?: AbortSignal
+  onPoll?: (prediction: Prediction, delayMs: number | null) => void
+}
+
+export interface CallOptions {
+  signal?: AbortSignal
+}
+
+export interface ReplicateClient {
+  readonly baseUrl: string
+  createPrediction: (model: string, input: Record<string, unknown>, opts?: CreatePredictionOptions) => Promise<Prediction>
+  getPrediction: (id: string, opts?: CallOptions) => Promise<Prediction>
+  cancelPrediction: (id: string, opts?: CallOptions) => Promise<Prediction>
+  waitForCompletion: (id: string, opts?: WaitOptions) => Promise<Prediction>
+  getModel: (ref: string, opts?: CallOptions) => Promise<ModelInfo>
+  getAccount: (opts?: CallOptions) => Promise<Account>
+  close: () => Promise<void>
+}
+
+const MAX_SYNC_WAIT_SECONDS = 60
+const MIN_CANCEL_AFTER_SECONDS = 5
+
+function cancelAfterHeader (value: number | string): string {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || value <= 0) throw new RangeError('cancelAfter must be a positive number of seconds')
+    return `${Math.max(MIN_CANCEL_AFTER_SECONDS, Math.ceil(value))}s`
+  }
+  if (!/^(\d+h)?(\d+m)?(\d+s)?$|^\d+$/.test(value) || value === '') throw new RangeError(`cancelAfter "${value}" is not a duration such as 30s, 5m or 1h30m`)
+  return value
+}
+
+function waitSeconds (wait: boolean | number): number {
+  if (wait === true) return MAX_SYNC_WAIT_SECONDS
+  return Math.min(MAX_SYNC_WAIT_SECONDS, Math.max(1, Math.ceil(Number(wait))))
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+interface RawRequest {
+  method: 'GET' | 'POST'
+  path: string
+  kind: RequestKind
+  body?: unknown
+  headers?: Record<string, string>
+  timeoutMs: number
+  /** Abort the HTTP exchange itself with this signal (reads). Creates are never torn down mid-flight. */
+  requestSignal?: AbortSignal | undefined
+  /** Stops the retry loop's waits. */
+  loopSignal?: AbortSignal | undefined
+}
+
+function parseJson (text: string): unknown {
+  if (text === '') return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+export function createReplicateClient (opts: ReplicateClientOptions): ReplicateClient {
+  const baseUrl = (opts.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '')
+  const url = new URL(baseUrl)
+  const basePath = url.pathname.replace(/\/+$/, '')
+  const tokenSource: TokenSource = typeof opts.token === 'string' ? { getToken: () => opts.token as string } : opts.token
+  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...opts.retry }
+  const timeoutMs = opts.timeoutMs ?? 30_000
+  const syncMarginMs = opts.syncMarginMs ?? 5_000
+  const sleep = opts.sleep ?? abortableSleep
+  const now = opts.now ?? Date.now
+  const random = opts.random ?? Math.random
+  const userAgent = opts.userAgent ?? 'flux-gateway'
+  const pool = new Pool(url.origin, {
+    connections: opts.connections ?? 16,
+    connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+    // Per-request timeouts are always set below; these only guard against a forgotten one.
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs
+  })
+
+  async function attempt (req: RawRequest): Promise<AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>> {
+    const token = await tokenSource.getToken()
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${token}`,
+      accept: 'application/json',
+      'user-agent': userAgent,
+      ...req.headers
+    }
+    let payload: string | undefined
+    if (req.body !== undefined) {
+      payload = JSON.stringify(req.body)
+      headers['content-type'] = 'application/json'
+    }
+    let res: Dispatcher.ResponseData
+    let text: string
+    try {
+      res = await pool.request({
+        method: req.method,
+        path: basePath + req.path,
+        headers,
+        body: payload,
+        headersTimeout: req.timeoutMs,
+        bodyTimeout: req.timeoutMs,
+        signal: req.requestSignal
+      })
+      text = await res.body.text()
+    } catch (err) {
+      if (req.requestSignal?.aborted) return { kind: 'fatal', error: req.requestSignal.reason as Error }
+      const code = errorCode(err)
+      if (code && TIMEOUT_CODES.has(code)) {
+        return { kind: 'network', error: err, wrapped: new ReplicateTimeoutError(`${req.method} ${req.path} timed out after ${req.timeoutMs} ms`, undefined, { cause: err }) }
+      }
+      const sent = !provablyNotSent(err)
+      return { kind: 'network', error: err, wrapped: new ReplicateNetworkError(`${req.method} ${req.path} failed: ${code ?? (err as Error).message}`, sent, { cause: err }) }
+    }
+    const body = parseJson(text)
+    const status = res.statusCode
+    if (status >= 200 && status < 300) return { kind: 'done', value: { status, body, headers: res.headers } }
+    const problem = (body && typeof body === 'object' ? body : {}) as { title?: string, detail?: string, invalid_fields?: InvalidField[], retry_after?: unknown }
+    if (status === 401) return { kind: 'fatal', error: new ReplicateAuthError(status, problem) }
+    if (status === 429 || status >= 500) {
+      const headerMs = parseRetryAfter(res.headers['retry-after'], now())
+      const bodySeconds = typeof problem.retry_after === 'number' ? problem.retry_after : undefined
+      const retryAfterSeconds = Math.ceil(Math.max(headerMs ?? 0, (bodySeconds ?? 0) * 1000) / 1000)
+      const error = status === 429 ? new ReplicateRateLimitError(retryAfterSeconds, problem) : new ReplicateApiError(status, problem)
+      return { kind: 'retryable-status', status, hints: { retryAfterHeaderMs: headerMs, bodyRetryAfterSeconds: bodySeconds }, error }
+    }
+    return { kind: 'fatal', error: new ReplicateApiError(status, problem) }
+  }
+
+  function send (req: RawRequest) {
+    return withRetries((n) => attempt(req).then((outcome) => {
+      if (n > 1) opts.logger?.debug?.({ path: req.path, attempt: n }, 'replicate request retried')
+      return outcome
+    }), {
+      kind: req.kind,
+      policy,
+      signal: req.loopSignal,
+      sleep,
+      random,
+      onRetry: ({ attempt: n, delayMs, reason }) => {
+        opts.logger?.warn({ method: req.method, path: req.path, attempt: n, delayMs, reason }, 'replicate request will be retried')
+      },
+      tooLongWait: (delayMs, outcome) => {
+        const seconds = Math.ceil(delayMs / 1000)
+        const e = outcome.error
+        return e instanceof ReplicateRateLimitError ? new ReplicateRateLimitError(seconds, { title: e.title, detail: e.detail }) : e
+      }
+    })
+  }
+
+  /** One fresh token after a 401, for sources that can rotate; then the 401 stands. */
+  async function call (req: RawRequest) {
+    try {
+      return await send(req)
+    } catch (err) {
+      if (!(err instanceof ReplicateAuthError) || !tokenSource.invalidate) throw err
+      tokenSource.invalidate()
+      opts.logger?.warn({ path: req.path }, 'replicate rejected the token; retrying once with a fresh one')
+      return await send(req)
+    }
+  }
+
+  async function getPrediction (id: string, o: CallOptions = {}): Promise<Prediction> {
+    const res = await call({ method: 'GET', path: `/predictions/${encodeURIComponent(id)}`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    return res.body as Prediction
+  }
+
+  async function cancelPrediction (id: string, o: CallOptions = {}): Promise<Prediction> {
+    const res = await call({ method: 'POST', path: `/predictions/${encodeURIComponent(id)}/cancel`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    return res.body as Prediction
+  }
+
+  async function createPrediction (model: string, input: Record<string, unknown>, o: CreatePredictionOptions = {}): Promise<Prediction> {
+    const [owner, name, ...rest] = model.split('/')
+    if (!owner || !name || rest.length > 0) throw new TypeError(`model must be "owner/name", got "${model}"`)
+    const headers: Record<string, string> = {}
+    let callTimeout = timeoutMs
+    if (o.wait !== undefined && o.wait !== false) {
+      const seconds = waitSeconds(o.wait)
+      headers.prefer = `wait=${seconds}`
+      callTimeout = seconds * 1000 + syncMarginMs
+    }
+    if (o.cancelAfter !== undefined) headers['cancel-after'] = cancelAfterHeader(o.cancelAfter)
+    const body: Record<string, unknown> = { input }
+    if (o.webhook !== undefined) {
+      // Replicate does not follow redirects and wants an absolute URL; fail here rather than upstream.
+      body.webhook = new URL(o.webhook).toString()
+      if (o.webhookEventsFilter) body.webhook_events_filter = o.webhookEventsFilter
+    }
+    o.signal?.throwIfAborted()
+    // The create is never torn down mid-flight: once sent, the only way to stop paying for it is to
+    // learn its id and cancel it. So an abort answers the caller at once, and the response, when it
+    // comes, is used to cancel the prediction.
+    const pending = call({
+      method: 'POST',
+      path: `/models/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/predictions`,
+      kind: 'create',
+      body,
+      headers,
+      timeoutMs: callTimeout,
+      loopSignal: o.signal
+    }).then((res) => res.body as Prediction)
+    if (!o.signal) return pending
+    const signal = o.signal
+    return await new Promise<Prediction>((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(signal.reason)
+        pending.then((prediction) => {
+          if (isSettled(prediction)) return
+          return cancelPrediction(prediction.id).then(() => {
+            opts.logger?.warn({ predictionId: prediction.id }, 'caller went away during create; prediction canceled upstream')
+          })
+        }).catch((err: unknown) => {
+          opts.logger?.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code } }, 'abandoned create could not be canceled')
+        })
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      pending.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    })
+  }
+
+  async function waitForCompletion (id: string, o: WaitOptions = {}): Promise<Prediction> {
+    const maxWait = o.maxWaitTime ?? 60_000
+    const factor = o.backoffFactor ?? 1.5
+    const maxInterval = o.maxInterval ?? 5_000
+    const jitter = o.jitter ?? 0.1
+    const deadline = now() + maxWait
+    let interval = o.pollInterval ?? 500
+    const first = Math.min(o.initialWait ?? 1_000, maxWait)
+    if (first > 0) await sleep(first, o.signal)
+    for (;;) {
+      const prediction = await getPrediction(id, { signal: o.signal })
+      if (isSettled(prediction)) {
+        o.onPoll?.(prediction, null)
+        return prediction
+      }
+      const remaining = deadline - now()
+      if (remaining <= 0) break
+      const delay = Math.max(0, Math.min(Math.round(interval * (1 + jitter * random())), maxInterval, remaining))
+      o.onPoll?.(prediction, delay)
+      await sleep(delay, o.signal)
+      interval = Math.min(interval * factor, maxInterval)
+    }
+    if (o.cancelOnTimeout ?? true) {
+      try {
+        await cancelPrediction(id)
+      } catch (err) {
+        opts.logger?.warn({ predictionId: id, err: { message: (err as Error).message } }, 'timed-out prediction could not be canceled')
+      }
+    }
+    throw new ReplicateTimeoutError(`prediction ${id} did not finish within ${maxWait} ms`, id)
+  }
+
+  async function getModel (ref: string, o: CallOptions = {}): Promise<ModelInfo> {
+    const [owner, name] = ref.split('/')
+    if (!owner || !name) throw new TypeError(`model must be "owner/name", got "${ref}"`)
+    const res = await call({ method: 'GET', path: `/models/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    return res.body as ModelInfo
+  }
+
+  async function getAccount (o: CallOptions = {}): Promise<Account> {
+    const res = await call({ method: 'GET', path: '/account', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    return res.body as Account
+  }
+
+  return {
+    baseUrl,
+    createPrediction,
+    getPrediction,
+    cancelPrediction,
+    waitForCompletion,
+    getModel,
+    getAccount,
+    close: () => pool.close()
+  }
+}

@@ -1,0 +1,6 @@
+export * from './client.ts'
+export * from './errors.ts'
+export * from './predictions.ts'
+export * from './retry.ts'
+export * from './types.ts'
+export * from './webhooks.ts'
