@@ -1,0 +1,6 @@
+export * from './address-policy.ts'
+export * from './errors.ts'
+export * from './image-input.ts'
+export * from './image-type.ts'
+export * from './safe-fetch.ts'
+export * from './url-policy.ts'
