@@ -221,6 +221,9 @@ export function imageToImageOutputSize (width: number, height: number, maxSide =
 // ---- the mapping ---------------------------------------------------------------------------------------------
 
 const IMAGE_URL = new RegExp(IMAGE_URL_PATTERN, 'u')
+// A prompt needs a character that shows: zero-width spaces, joiners and other invisible format characters are as
+// blank as whitespace (the schema's `\S` lets them through).
+const VISIBLE = /[^\s\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u
 
 interface Draft {
   spec: ModelSpec
@@ -244,7 +247,7 @@ function requireModel (modelId: string, capability: typeof CAPABILITIES[keyof ty
 
 function startDraft (spec: ModelSpec, prompt: unknown): Draft {
   const draft: Draft = { spec, map: PARAMETER_MAPS[spec.id], input: {}, problems: [], warnings: [] }
-  if (typeof prompt === 'string' && /\S/u.test(prompt)) {
+  if (typeof prompt === 'string' && VISIBLE.test(prompt)) {
     draft.input.prompt = prompt
   } else {
     draft.problems.push({ field: 'prompt', message: 'prompt must be a non-blank string.' })

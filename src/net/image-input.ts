@@ -78,6 +78,18 @@ async function parseDataUri (value: string, limits: ImageInputLimits, field: str
   if (bytes.length === 0) throw invalid('is empty')
   if (sniffImageType(bytes) !== declared) throw new UnsupportedMediaTypeError(allowedTypes, { field })
 
+  const { width, height } = await measureImage(bytes, { ...limits, field })
+  return { kind: 'data', bytes, contentType: declared as ImageType, width, height }
+}
+
+/**
+ * The pixel size of an image, after proving it is a whole, decodable image within the pixel limit
+ * (`maxPixels`, default 50 megapixels). A ValidationError on `field` (default `image_url`) otherwise.
+ * Used for data URIs and for images fetched from URLs alike.
+ */
+export async function measureImage (bytes: Buffer, limits: Pick<ImageInputLimits, 'maxPixels' | 'field'> = {}): Promise<{ width: number, height: number }> {
+  const field = limits.field ?? 'image_url'
+  const invalid = (message: string): ValidationError => new ValidationError([{ field, message }])
   const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS
   let width: number
   let height: number
@@ -96,7 +108,7 @@ async function parseDataUri (value: string, limits: ImageInputLimits, field: str
   } catch {
     throw invalid('is not a readable image')
   }
-  return { kind: 'data', bytes, contentType: declared as ImageType, width, height }
+  return { width, height }
 }
 
 /**

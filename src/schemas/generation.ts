@@ -39,12 +39,13 @@ export const GENERATION_LIMITS = {
 /**
  * https URLs made only of RFC 3986 characters (so the upstream `format: uri` check accepts them; percent-encode
  * anything else), or base64 data URIs of the image types the FLUX models read. Linear: it is run on multi-MB strings,
- * where ajv-formats' `uri` regex overflows the stack.
+ * where ajv-formats' `uri` regex overflows the stack. `(c|%XX)*` is written `c*(%XXc*)*` (the same strings): V8
+ * backtracks the alternation form one stack frame per character, which overflowed on a URL of a few MB (a 500).
  */
-const URI_CHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})"
-const QUERY_CHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})"
+const URI_CHARS = "[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~!$&'()*+,;=:@/-]*)*"
+const QUERY_CHARS = "[A-Za-z0-9._~!$&'()*+,;=:@/?-]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~!$&'()*+,;=:@/?-]*)*"
 export const IMAGE_URL_PATTERN =
-  `^(?:https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/${URI_CHAR}*)?(?:\\?${QUERY_CHAR}*)?(?:#${QUERY_CHAR}*)?` +
+  `^(?:https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/${URI_CHARS})?(?:\\?${QUERY_CHARS})?(?:#${QUERY_CHARS})?` +
   '|data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2})$'
 
 // ---- shared components ------------------------------------------------------------------------------------------

@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# Multi-stage: dependencies are installed in a build stage, the runtime stage gets production
+# dependencies and the source only. TypeScript runs through Node's type stripping; there is no build.
+
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+FROM node:24-slim AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000
+WORKDIR /app
+COPY --from=deps --chown=node:node /app/node_modules ./node_modules
+COPY --chown=node:node package.json ./
+COPY --chown=node:node src ./src
+COPY --chown=node:node plugins ./plugins
+COPY --chown=node:node routes ./routes
+COPY --chown=node:node openapi ./openapi
+USER node
+EXPOSE 3000
+# Liveness only: it checks nothing outside the process. Orchestrators should use /health/ready for traffic.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# node as PID 1 receives SIGTERM directly and drains gracefully.
+CMD ["node", "src/server.ts"]

@@ -1,0 +1,48 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { fieldProblems, toProblem } from '../../src/problems.ts'
+import { AppError, ValidationError } from '../../src/errors.ts'
+import { ClientDisconnectedError } from '../../src/http-signal.ts'
+
+/**
+ * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
+ * turns every failure into application/problem+json without echoing internals.
+ */
+export default fp(async function http (fastify: FastifyInstance) {
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+    // A request that arrives on a kept-alive connection after close began is refused cleanly,
+    // as a problem document, and the connection is not kept.
+    if (fastify.lifecycle.closing) {
+      const { status, body } = toProblem(new AppError('service_unavailable', 503, 'The service is shutting down; retry on another instance.'), String(request.id))
+      return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
+    }
+  })
+
+  // A response finished during shutdown also ends its connection, so close() is not held up by
+  // kept-alive sockets that would otherwise stay open after their last request.
+  fastify.addHook('onSend', async (_request, reply) => {
+    if (fastify.lifecycle.closing) reply.header('connection', 'close')
+  })
+
+  fastify.setErrorHandler(async function errorHandler (error: FastifyError, request, reply) {
+    if (error instanceof ClientDisconnectedError) {
+      // Not a failure of ours: the caller left, and whatever it started upstream was cancelled.
+      request.log.info('client disconnected before the answer')
+      return reply.code(499).send()
+    }
+    let err: unknown = error
+    if (error.validation) {
+      err = new ValidationError(fieldProblems(error.validation as never, error.validationContext ?? 'body'))
+    }
+    const { status, headers, body } = toProblem(err, String(request.id))
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ code: body.code, status }, 'request refused')
+    return reply.code(status).headers(headers).type('application/problem+json').send(body)
+  })
+
+  fastify.setNotFoundHandler(async function notFound (request, reply) {
+    const { status, body } = toProblem(Object.assign(new Error('not found'), { statusCode: 404 }), String(request.id))
+    return reply.code(status).type('application/problem+json').send({ ...body, code: 'not_found', type: 'urn:flux-gateway:problem:not_found', detail: `No route ${request.method} ${request.url.split('?')[0]}.` })
+  })
+}, { name: 'http', dependencies: ['lifecycle'] })

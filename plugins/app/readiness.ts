@@ -1,0 +1,80 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { readFileSync } from 'node:fs'
+import type { AppOptions } from '../../src/app.ts'
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
+import type { Check, Health, Readiness as ReadinessReport } from '../../src/schemas/health.ts'
+
+export interface Readiness {
+  check: () => Promise<ReadinessReport>
+  detail: () => Promise<Health>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    readiness: Readiness
+  }
+}
+
+/**
+ * Readiness asks Replicate a non-billable question (GET /account) at most once per
+ * READINESS_CACHE_MS, however many probes arrive; concurrent probes share one call.
+ */
+export default fp(async function readiness (fastify: FastifyInstance, opts: AppOptions) {
+  const cacheMs = opts.config.READINESS_CACHE_MS
+  let last: { at: number, ok: boolean, error: string | null } | null = null
+  let inFlight: Promise<void> | null = null
+
+  async function probeUpstream (): Promise<void> {
+    try {
+      await fastify.replicate.getAccount({ signal: AbortSignal.timeout(3_000) })
+      last = { at: Date.now(), ok: true, error: null }
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      last = { at: Date.now(), ok: false, error: code ?? (err as Error).name }
+      fastify.log.warn({ code }, 'readiness: Replicate did not answer the account check')
+    }
+  }
+
+  async function upstreamCheck (): Promise<Check> {
+    if (!last || Date.now() - last.at >= cacheMs) {
+      inFlight ??= probeUpstream().finally(() => { inFlight = null })
+      await inFlight
+    }
+    return last?.ok ? { status: 'ok' } : { status: 'fail', detail: `Replicate check failed (${last?.error ?? 'unknown'})` }
+  }
+
+  async function check (): Promise<ReadinessReport> {
+    const draining: Check = fastify.lifecycle.draining ? { status: 'fail', detail: 'shutting down' } : { status: 'ok' }
+    const token: Check = { status: 'ok' }
+    // While draining there is no point asking upstream: the answer is 503 either way.
+    const upstream: Check = draining.status === 'fail' ? { status: 'fail', detail: 'not checked while draining' } : await upstreamCheck()
+    const ok = draining.status === 'ok' && token.status === 'ok' && upstream.status === 'ok'
+    return { status: ok ? 'ready' : 'unavailable', checks: { draining, token, upstream } }
+  }
+
+  fastify.decorate('readiness', {
+    check,
+    async detail (): Promise<Health> {
+      const report = await check()
+      return {
+        status: report.status,
+        version,
+        uptime_seconds: Math.round((Date.now() - fastify.lifecycle.startedAt) / 1000),
+        draining: fastify.lifecycle.draining,
+        upstream: {
+          base_url: fastify.upstream.baseUrl,
+          emulated: fastify.upstream.emulated,
+          last_check_at: last ? new Date(last.at).toISOString() : null,
+          last_check: last ? (last.ok ? 'ok' : 'fail') : null,
+          last_error: last?.error ?? null
+        },
+        moderation: { provider: fastify.moderation.name },
+        sync_wait_seconds: opts.config.SYNC_WAIT_SECONDS,
+        default_plan: opts.config.DEFAULT_PLAN
+      }
+    }
+  })
+}, { name: 'readiness', dependencies: ['replicate', 'lifecycle', 'moderation'] })

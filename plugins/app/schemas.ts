@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { FieldProblemSchema, PredictionErrorSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
+import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
+import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
+
+/** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
+export default fp(async function schemas (fastify: FastifyInstance) {
+  // Referenced schemas come before the ones that reference them.
+  const shared = [
+    ...GENERATION_SCHEMAS,
+    FieldProblemSchema,
+    ProblemSchema,
+    PredictionStatusSchema,
+    PredictionErrorSchema,
+    PredictionSchema,
+    ReadinessSchema,
+    HealthSchema
+  ]
+  for (const schema of shared) fastify.addSchema(schema)
+}, { name: 'schemas' })

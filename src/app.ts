@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto'
+import path from 'node:path'
+import autoload from '@fastify/autoload'
+import Fastify, { LogController } from 'fastify'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Config } from './config.ts'
+import { buildValidatorCompiler } from './validation.ts'
+import type { ModerationProvider } from './moderation/types.ts'
+import type { ReplicateClientOptions } from './replicate/client.ts'
+import type { SafeFetcherOptions } from './net/safe-fetch.ts'
+
+const root = path.join(import.meta.dirname, '..')
+
+/** Test and embedding seams. They come in through code only, never through the environment. */
+export interface AppOverrides {
+  /** Extra options for the Replicate client (e.g. a recording `sleep`, a token source). */
+  replicate?: Partial<ReplicateClientOptions>
+  moderation?: ModerationProvider
+  /** Options for fetching image-to-image URLs (e.g. `allowAddresses` for a loopback test server). */
+  imageFetch?: Partial<SafeFetcherOptions>
+  /** Options for the in-process emulator started when no token is configured. */
+  emulator?: Record<string, unknown>
+}
+
+export interface AppOptions {
+  config: Config
+  overrides?: AppOverrides
+}
+
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/
+
+/** Server options shared by `npm start` and the tests, so both run the same stack. */
+export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {
+  return {
+    logger: {
+      level: config.LOG_LEVEL,
+      ...(logStream ? { stream: logStream } : {}),
+      serializers: {
+        // Headers are logged for tracing; the redaction below keeps credentials out of them.
+        req: (req) => ({ method: req.method, url: req.url, headers: { ...req.headers }, remoteAddress: req.ip })
+      },
+      // Secrets never reach the log, whatever a caller or upstream puts where.
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers.cookie',
+          'req.headers["x-api-key"]',
+          'headers.authorization',
+          '*.token',
+          '*.apiToken',
+          'token',
+          'REPLICATE_API_TOKEN',
+          'config.REPLICATE_API_TOKEN'
+        ],
+        censor: '[redacted]'
+      }
+    },
+    requestIdHeader: 'x-request-id',
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // A caller's id is kept when it is sane, so logs line up across services; otherwise we mint one.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    connectionTimeout: 0,
+    requestTimeout: 120_000,
+    keepAliveTimeout: 72_000,
+    // Closing is answered by our own hook (plugins/app/http.ts), as problem+json.
+    return503OnClosing: false,
+    schemaController: {
+      compilersFactory: {
+        buildValidator: buildValidatorCompiler
+      }
+    },
+    ajv: { customOptions: { allErrors: true } }
+  }
+}
+
+/** Builds the app without listening. `logStream` receives the JSON log lines (tests capture them). */
+export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStream): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions(opts.config, logStream)).withTypeProvider<TypeBoxTypeProvider>()
+  await app.register(fp(serviceApp), opts)
+  return app
+}
+
+/** The whole service as one plugin: third-party setup, then our services, then the routes. */
+export async function serviceApp (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
+  await fastify.register(autoload, { dir: path.join(root, 'plugins', 'app'), options: opts, encapsulate: false })
+  await fastify.register(autoload, { dir: path.join(root, 'routes'), options: opts, autoHooks: true, cascadeHooks: true })
+}

@@ -1,0 +1,167 @@
+import { AppError } from './errors.ts'
+import type { FieldProblem } from './errors.ts'
+import {
+  ContentSafetyError,
+  PredictionFailedError,
+  ReplicateApiError,
+  ReplicateAuthError,
+  ReplicateNetworkError,
+  ReplicateRateLimitError,
+  ReplicateTimeoutError
+} from './replicate/errors.ts'
+
+/**
+ * The one translation from errors to RFC 9457 problem documents. Domain errors carry their code and
+ * status; upstream errors are mapped to gateway codes here; anything else is a 500 whose details
+ * stay in the log.
+ */
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: string
+  request_id: string
+  errors?: FieldProblem[]
+  [k: string]: unknown
+}
+
+export interface ProblemResponse {
+  status: number
+  headers: Record<string, string>
+  body: Problem
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  402: 'Payment Required',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout'
+}
+
+export function problemType (code: string): string {
+  return `urn:flux-gateway:problem:${code}`
+}
+
+function problem (status: number, code: string, detail: string, requestId: string, extra: Record<string, unknown> = {}): Problem {
+  return { type: problemType(code), title: TITLES[status] ?? 'Error', status, detail, code, request_id: requestId, ...extra }
+}
+
+/** Fastify's own errors (body parsing, limits, routing) by their FST_ codes. */
+function fastifyProblem (err: { code?: string, statusCode?: number, message: string }, requestId: string): ProblemResponse | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, headers: {}, body: problem(413, 'payload_too_large', 'The request body is larger than this endpoint accepts.', requestId) }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, headers: {}, body: problem(415, 'unsupported_media_type', 'Send the request body as application/json.', requestId) }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is empty.', requestId, { errors: [{ field: 'body', message: 'must be a JSON object' }] }) }
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }) }
+    default:
+      break
+  }
+  if (err instanceof SyntaxError && (err as { statusCode?: number }).statusCode === 400) {
+    return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }) }
+  }
+  return undefined
+}
+
+export function toProblem (err: unknown, requestId: string): ProblemResponse {
+  if (err instanceof AppError) {
+    const headers: Record<string, string> = {}
+    const retryAfter = err.extra.retry_after
+    if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter)
+    // An error about one request field names it in `errors`, as validation errors do.
+    const { field } = err.extra
+    const extra = typeof field === 'string' && err.extra.errors === undefined
+      ? { ...err.extra, errors: [{ field, message: err.message }] }
+      : err.extra
+    return { status: err.statusCode, headers, body: problem(err.statusCode, err.code, err.message, requestId, extra) }
+  }
+  if (err instanceof ContentSafetyError) {
+    return {
+      status: 422,
+      headers: {},
+      body: problem(422, 'content_policy_violation', 'The model flagged the generated content as unsafe.', requestId, { prediction_id: err.predictionId })
+    }
+  }
+  if (err instanceof PredictionFailedError) {
+    return { status: 502, headers: {}, body: problem(502, 'prediction_failed', `The model failed: ${err.message}`, requestId, { prediction_id: err.predictionId }) }
+  }
+  if (err instanceof ReplicateRateLimitError) {
+    const seconds = Math.max(1, err.retryAfterSeconds)
+    return {
+      status: 429,
+      headers: { 'retry-after': String(seconds) },
+      body: problem(429, 'rate_limited', 'Replicate is rate limiting this service; try again later.', requestId, { retry_after: seconds })
+    }
+  }
+  if (err instanceof ReplicateAuthError) {
+    return { status: 503, headers: {}, body: problem(503, 'upstream_auth_failed', 'Replicate rejected the service\'s API token.', requestId) }
+  }
+  if (err instanceof ReplicateApiError) {
+    if (err.status === 404) return { status: 404, headers: {}, body: problem(404, 'not_found', 'No such prediction.', requestId) }
+    return { status: 502, headers: {}, body: problem(502, 'upstream_error', `Replicate answered ${err.status}.`, requestId, { upstream_status: err.status }) }
+  }
+  if (err instanceof ReplicateTimeoutError) {
+    return { status: 504, headers: {}, body: problem(504, 'upstream_timeout', 'Replicate did not answer in time.', requestId, err.predictionId ? { prediction_id: err.predictionId } : {}) }
+  }
+  if (err instanceof ReplicateNetworkError) {
+    return { status: 502, headers: {}, body: problem(502, 'upstream_error', 'Replicate could not be reached.', requestId) }
+  }
+  const fe = err as { code?: string, statusCode?: number, message: string }
+  if (err instanceof Error) {
+    const mapped = fastifyProblem(fe, requestId)
+    if (mapped) return mapped
+    // Other framework errors with a 4xx status are safe to describe; anything else is internal.
+    if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+      return { status: fe.statusCode, headers: {}, body: problem(fe.statusCode, 'bad_request', fe.message, requestId) }
+    }
+  }
+  return { status: 500, headers: {}, body: problem(500, 'internal_error', 'An unexpected error occurred.', requestId) }
+}
+
+/** Ajv errors from Fastify's validation, one entry per field, with public field names. */
+export function fieldProblems (validation: ReadonlyArray<{ instancePath: string, keyword: string, params: Record<string, unknown>, message?: string }>, context: string): FieldProblem[] {
+  const out = new Map<string, string>()
+  // A union of literals fails with one `const` error per branch: gather them into one list of allowed values.
+  const allowed = new Map<string, unknown[]>()
+  for (const v of validation) {
+    if (v.keyword === 'const') allowed.set(v.instancePath, [...(allowed.get(v.instancePath) ?? []), v.params.allowedValue])
+  }
+  for (const v of validation) {
+    let path = v.instancePath.replace(/^\//, '').replaceAll('/', '.')
+    let message = v.message ?? 'is invalid'
+    if (v.keyword === 'required' && typeof v.params.missingProperty === 'string') {
+      path = path ? `${path}.${v.params.missingProperty}` : v.params.missingProperty
+      message = 'is required'
+    } else if (v.keyword === 'additionalProperties' && typeof v.params.additionalProperty === 'string') {
+      path = path ? `${path}.${v.params.additionalProperty}` : v.params.additionalProperty
+      message = 'is not a known field'
+    } else if (v.keyword === 'enum' && Array.isArray(v.params.allowedValues)) {
+      message = `must be one of ${v.params.allowedValues.join(', ')}`
+    } else if (v.keyword === 'anyOf' || v.keyword === 'oneOf' || v.keyword === 'const') {
+      const values = allowed.get(v.instancePath)
+      message = values && values.length > 0 ? `must be one of ${values.join(', ')}` : 'is not one of the allowed values'
+    }
+    // Fastify calls the query string `querystring`; the documented field prefix is `query` (`query.wait`).
+    const part = context === 'querystring' ? 'query' : context
+    const field = part === 'body' ? (path || 'body') : (path ? `${part}.${path}` : part)
+    if (!out.has(field)) out.set(field, message)
+  }
+  return [...out].map(([field, message]) => ({ field, message }))
+}

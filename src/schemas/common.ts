@@ -1,0 +1,87 @@
+import { Type } from '@sinclair/typebox'
+import { WarningSchema } from './generation.ts'
+import type { SchemaOptions, Static, TSchema, TUnsafe } from '@sinclair/typebox'
+
+/** A `$ref` to a registered schema, typed as that schema, so routes keep their static types. */
+export function refTo<T extends TSchema> (schema: T, options: SchemaOptions = {}): TUnsafe<Static<T>> {
+  if (typeof schema.$id !== 'string') throw new Error('refTo() needs a schema with a $id')
+  return Type.Unsafe<Static<T>>(Type.Ref(schema.$id, options))
+}
+
+/** Schemas shared by every route: the problem document and the prediction resource. */
+
+export const FieldProblemSchema = Type.Object({
+  field: Type.String({ description: 'The request field at fault, e.g. `width` or `query.wait`.' }),
+  message: Type.String()
+}, { $id: 'FieldProblem', additionalProperties: false })
+
+export const ProblemSchema = Type.Object({
+  type: Type.String({ description: 'A URI naming the kind of problem: `urn:flux-gateway:problem:<code>`.' }),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String({ description: 'Stable machine-readable code, e.g. `validation_error`, `content_policy_violation`, `rate_limited`.' }),
+  request_id: Type.String(),
+  errors: Type.Optional(Type.Array(refTo(FieldProblemSchema))),
+  prediction_id: Type.Optional(Type.String()),
+  retry_after: Type.Optional(Type.Integer({ description: 'Seconds to wait before retrying (also in the Retry-After header).' })),
+  categories: Type.Optional(Type.Array(Type.String(), { description: 'Content-policy categories that matched (never the matched text).' })),
+  upstream_status: Type.Optional(Type.Integer())
+}, { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem document, sent as application/problem+json.' })
+
+export const PredictionStatusSchema = Type.Union([
+  Type.Literal('starting'),
+  Type.Literal('processing'),
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('canceled'),
+  Type.Literal('aborted')
+], { $id: 'PredictionStatus', description: '`succeeded` as soon as every image is available; `aborted` when the deadline passed before the model started.' })
+
+export const PredictionErrorSchema = Type.Object({
+  code: Type.String({ description: '`content_policy_violation`, `prediction_failed` or `deadline_exceeded`.' }),
+  message: Type.String()
+}, { $id: 'PredictionError', additionalProperties: false })
+
+export const PredictionSchema = Type.Object({
+  id: Type.String({ description: "Replicate's prediction id.", examples: ['gm3qorzdhgbfurvjtvhg6dckhu'] }),
+  status: refTo(PredictionStatusSchema),
+  model: Type.String({ description: 'The model id from the catalog, e.g. `flux-schnell`.' }),
+  created_at: Type.String({ format: 'date-time' }),
+  started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  output: Type.Union([Type.Array(Type.String({ format: 'uri' })), Type.Null()], { description: 'Image URLs the caller can fetch; null until ready. Replicate deletes them after about an hour.' }),
+  error: Type.Union([refTo(PredictionErrorSchema), Type.Null()]),
+  cost_credits: Type.Integer({ minimum: 0, description: 'Credits this prediction costs: reserved while running, settled per delivered image, 0 when it failed or never started.' }),
+  warnings: Type.Array(refTo(WarningSchema)),
+  urls: Type.Object({
+    get: Type.String(),
+    cancel: Type.String()
+  }, { additionalProperties: false })
+}, { $id: 'Prediction', additionalProperties: false })
+
+export type PublicPrediction = Static<typeof PredictionSchema>
+
+export const PredictionIdParamsSchema = Type.Object({
+  id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: "Replicate's prediction id." })
+}, { additionalProperties: false })
+
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request: `errors` names each bad field.',
+  403: 'Not allowed.',
+  404: 'No such resource.',
+  413: 'The request body is too large.',
+  415: 'The request body is not JSON.',
+  422: 'Refused by the content policy.',
+  429: 'Rate limited: retry after the Retry-After header.',
+  502: 'Replicate failed.',
+  503: 'The service cannot serve right now.',
+  504: 'Replicate did not answer in time.'
+}
+
+/** Response entries for the problem statuses a route can answer, as application/problem+json. */
+export const problemResponses = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, {
+    description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem.',
+    content: { 'application/problem+json': { schema: refTo(ProblemSchema) } }
+  }]))

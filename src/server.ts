@@ -1,0 +1,28 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig } from './config.ts'
+
+/** Process entry: read the config, build the app, listen, and shut down gracefully on SIGTERM/SIGINT. */
+async function main (): Promise<void> {
+  let config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      // Logging is not set up yet; this is the one message an operator needs.
+      console.error(err.message)
+      process.exit(78) // EX_CONFIG
+    }
+    throw err
+  }
+  const app = await buildApp({ config })
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_DRAIN_DELAY_MS }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'shutting down after an error')
+    else app.log.info({ signal }, 'shutting down')
+    await app.lifecycle.drain()
+    await app.close()
+  })
+  await app.listen({ host: config.HOST, port: config.PORT })
+}
+
+await main()

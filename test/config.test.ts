@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from '../src/config.ts'
+
+describe('config', () => {
+  it('has working defaults', () => {
+    const c = loadConfig({})
+    expect(c).toMatchObject({ PORT: 3000, HOST: '127.0.0.1', SYNC_WAIT_SECONDS: 60, DEFAULT_PLAN: 'free', REPLICATE_BASE_URL: 'https://api.replicate.com/v1', LOG_LEVEL: 'info' })
+    expect(c.REPLICATE_API_TOKEN).toBeUndefined()
+  })
+
+  it('converts and bounds values', () => {
+    expect(loadConfig({ PORT: '8080', SYNC_WAIT_SECONDS: '10', DEFAULT_PLAN: 'premium' })).toMatchObject({ PORT: 8080, SYNC_WAIT_SECONDS: 10, DEFAULT_PLAN: 'premium' })
+  })
+
+  it('names every bad variable', () => {
+    const err = (() => {
+      try {
+        loadConfig({ PORT: 'eighty', SYNC_WAIT_SECONDS: '61', REPLICATE_BASE_URL: 'ftp://x', DEFAULT_PLAN: 'gold' })
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).variables.sort()).toEqual(['DEFAULT_PLAN', 'PORT', 'REPLICATE_BASE_URL', 'SYNC_WAIT_SECONDS'])
+    expect((err as Error).message).toContain('PORT')
+  })
+
+  it('refuses production without a token', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/REPLICATE_API_TOKEN is required in production/)
+    expect(loadConfig({ NODE_ENV: 'production', REPLICATE_API_TOKEN: 'r8_x' }).NODE_ENV).toBe('production')
+  })
+
+  it('the server exits at boot with a message naming the bad variable', async () => {
+    const { code, stderr } = await new Promise<{ code: number | null, stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--experimental-strip-types', 'src/server.ts'], {
+        env: { ...process.env, PORT: 'not-a-port', NODE_ENV: 'test' },
+        stdio: ['ignore', 'ignore', 'pipe']
+      })
+      let stderr = ''
+      child.stderr.on('data', (d) => { stderr += String(d) })
+      child.on('exit', (code) => resolve({ code, stderr }))
+    })
+    expect(code).toBe(78)
+    expect(stderr).toContain('PORT is invalid')
+  })
+})

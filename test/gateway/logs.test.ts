@@ -1,0 +1,58 @@
+import { request } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startGateway } from '../helpers/gateway.ts'
+import type { TestGateway } from '../helpers/gateway.ts'
+
+const TOKEN = 'r8_secret_token_that_must_never_be_logged'
+let gw: TestGateway
+
+beforeAll(async () => {
+  gw = await startGateway({ emulator: { tokens: [TOKEN] } })
+  // The gateway must use the secret token for this suite to mean anything.
+  expect(gw.emulator.token).toBe(TOKEN)
+})
+afterAll(async () => {
+  await gw.close()
+})
+
+describe('logs', () => {
+  it('are JSON with the request id on every line of a request, and never hold tokens, auth headers or prompts', async () => {
+    const prompt = 'a very particular marmalade cathedral at noon'
+    const res = await request(`${gw.url}/v1/text-to-image`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer caller-key-12345', 'x-request-id': 'req-logs-1' },
+      body: JSON.stringify({ prompt })
+    })
+    expect(res.statusCode).toBe(200)
+    await res.body.text()
+    const lines = gw.logs.filter((l) => l.request_id === 'req-logs-1')
+    // incoming request, prediction created, request completed at least
+    expect(lines.length).toBeGreaterThanOrEqual(3)
+    expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['incoming request', 'prediction created', 'request completed']))
+    const incoming = lines.find((l) => l.msg === 'incoming request') as { req: { headers: Record<string, string> } }
+    expect(incoming.req.headers.authorization).toBe('[redacted]')
+    const text = gw.logText()
+    expect(text).not.toContain('caller-key-12345')
+    expect(text).not.toContain(TOKEN)
+    expect(text).not.toContain('marmalade')
+  })
+
+  it('a refused prompt is logged as a warning with its categories, not its text', async () => {
+    const res = await request(`${gw.url}/v1/text-to-image`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-logs-2' },
+      body: JSON.stringify({ prompt: 'explicit porn of a lighthouse keeper' })
+    })
+    expect(res.statusCode).toBe(422)
+    await res.body.text()
+    const warning = gw.logs.find((l) => l.request_id === 'req-logs-2' && l.level === 40)
+    expect(warning).toMatchObject({ msg: 'prompt refused by the content policy', categories: ['sexual'] })
+    expect(gw.logText()).not.toContain('lighthouse keeper')
+  })
+
+  it('probes stay out of the info log', async () => {
+    const before = gw.logs.length
+    for (let i = 0; i < 3; i++) await (await request(`${gw.url}/health/live`)).body.text()
+    expect(gw.logs.length).toBe(before)
+  })
+})
