@@ -164,8 +164,8 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
   async function createImageToImage (body: ImageToImageRequest, o: CreateOptions): Promise<CreateResult> {
     const log = o.log ?? opts.log
     const modelId = body.model ?? getImageToImageModelForPlan(opts.defaultPlan)
-    // Map once without the image so every field problem is reported before anything is fetched.
-    mapImageToImage(body, modelId, { url: 'https://placeholder.invalid/image.png' })
+    // Map once with the request's own image_url so every field problem is reported before anything is fetched.
+    mapImageToImage(body, modelId, { url: body.image_url })
     await moderate(body.prompt, log, o.signal)
     const image = await opts.resolveImage(body.image_url, o.signal)
     const mapped = mapImageToImage(body, modelId, { url: image.uri, width: image.width, height: image.height })
