@@ -13,7 +13,8 @@ export default fp(async function http (fastify: FastifyInstance) {
     reply.header('x-request-id', request.id)
     // A request that arrives on a kept-alive connection after close began is refused cleanly,
     // as a problem document, and the connection is not kept.
-    if (fastify.lifecycle.closing) {
+    // Probes still answer for themselves (readiness says 503 with its checks).
+    if (fastify.lifecycle.closing && !request.url.startsWith('/health')) {
       const { status, body } = toProblem(new AppError('service_unavailable', 503, 'The service is shutting down; retry on another instance.'), String(request.id))
       return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
     }

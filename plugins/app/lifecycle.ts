@@ -9,6 +9,8 @@ export interface Lifecycle {
   readonly closing: boolean
   /** Turn readiness to 503 and give load balancers the configured moment to notice before the server stops accepting. */
   drain: () => Promise<void>
+  /** From now on, new requests are answered 503 (called by the preClose hook). */
+  beginClosing: () => void
 }
 
 declare module 'fastify' {
@@ -24,6 +26,10 @@ export default fp(async function lifecycle (fastify: FastifyInstance, opts: AppO
     startedAt: Date.now(),
     get draining () { return draining },
     get closing () { return closing },
+    beginClosing () {
+      draining = true
+      closing = true
+    },
     async drain () {
       if (draining) return
       draining = true
@@ -33,7 +39,6 @@ export default fp(async function lifecycle (fastify: FastifyInstance, opts: AppO
   }
   fastify.decorate('lifecycle', state)
   fastify.addHook('preClose', async () => {
-    draining = true
-    closing = true
+    state.beginClosing()
   })
 }, { name: 'lifecycle' })
