@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest'
+import type { ApiKeyRecord, PredictionEntry, StateStore } from '../../src/stores/types.ts'
+
+/** One behaviour for every store: the SQLite and Redis suites both run this. */
+export function storeConformance (name: string, open: () => Promise<StateStore>): void {
+  const T0 = Date.UTC(2026, 10, 26, 12, 0, 0)
+
+  function key (id: string, over: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
+    return { id, secretHash: `hash-${id}`, name: id, plan: 'basic', budgetCredits: null, budgetPeriod: 'month', rateLimitPerMinute: null, createdAt: T0, revokedAt: null, ...over }
+  }
+
+  function prediction (id: string, over: Partial<PredictionEntry> = {}): PredictionEntry {
+    return { id, owner: 'k1', model: 'flux-schnell', creditsPerImage: 1, numImages: 1, warnings: [], createdAt: T0, ledgerId: `l-${id}`, last: { status: 'starting' }, finalized: false, kept: [], ...over }
+  }
+
+  async function withStore (fn: (s: StateStore) => Promise<void>): Promise<void> {
+    const store = await open()
+    try { await fn(store) } finally { await store.close() }
+  }
+
+  describe(`${name} store conformance`, () => {
+    it('keys: insert, get, list, revoke once, count active', () => withStore(async (s) => {
+      await s.insertKey(key('a', { createdAt: T0 + 1, budgetCredits: 500, rateLimitPerMinute: 60 }))
+      await s.insertKey(key('b'))
+      expect(await s.getKey('a')).toEqual(key('a', { createdAt: T0 + 1, budgetCredits: 500, rateLimitPerMinute: 60 }))
+      expect(await s.getKey('nope')).toBeUndefined()
+      expect((await s.listKeys()).map((k) => k.id)).toEqual(['b', 'a'])
+      expect(await s.countActiveKeys()).toBe(2)
+      expect(await s.revokeKey('a', T0 + 5)).toBe(true)
+      expect(await s.revokeKey('a', T0 + 6)).toBe(false)
+      expect(await s.revokeKey('nope', T0 + 6)).toBe(false)
+      expect((await s.getKey('a'))?.revokedAt).toBe(T0 + 5)
+      expect(await s.countActiveKeys()).toBe(1)
+    }))
+
+    it('predictions: put, get, update, list the unfinalized oldest first', () => withStore(async (s) => {
+      await s.putPrediction(prediction('p2', { createdAt: T0 + 2 }))
+      await s.putPrediction(prediction('p1', { createdAt: T0 + 1 }))
+      await s.putPrediction(prediction('p3', { createdAt: T0 + 3, finalized: true }))
+      expect((await s.listUnfinalized()).map((e) => e.id)).toEqual(['p1', 'p2'])
+      await s.putPrediction(prediction('p1', { createdAt: T0 + 1, finalized: true, kept: [{ key: 'p1/0.webp', contentType: 'image/webp', size: 10 }] }))
+      expect((await s.listUnfinalized()).map((e) => e.id)).toEqual(['p2'])
+      expect(await s.getPrediction('p1')).toMatchObject({ owner: 'k1', finalized: true, kept: [{ key: 'p1/0.webp', size: 10 }] })
+      expect(await s.getPrediction('zz')).toBeUndefined()
+    }))
+
+    it('ledger: reserve, settle exactly once, release exactly once, balance and usage', () => withStore(async (s) => {
+      const budget = { credits: 10, period: 'month' as const }
+      expect(await s.reserve({ id: 'r1', keyId: 'k', model: 'flux-dev', credits: 4, usd: 0.05, images: 2, budget, now: T0 })).toEqual({ ok: true })
+      expect(await s.reserve({ id: 'r2', keyId: 'k', model: 'flux-schnell', credits: 3, usd: 0.009, images: 3, budget, now: T0 })).toEqual({ ok: true })
+      expect(await s.balance('k', budget, T0)).toEqual({ budget_credits: 10, period: 'month', used_credits: 0, reserved_credits: 7, remaining_credits: 3 })
+      const refused = await s.reserve({ id: 'r3', keyId: 'k', model: 'flux-dev', credits: 4, usd: 0.05, images: 2, budget, now: T0 })
+      expect(refused).toEqual({ ok: false, balance: { budget_credits: 10, period: 'month', used_credits: 0, reserved_credits: 7, remaining_credits: 3 } })
+      expect(await s.getLedgerEntry('r3')).toBeUndefined()
+
+      // Partial delivery settles for what was delivered.
+      expect(await s.settle('r1', { credits: 2, usd: 0.025, images: 1 }, T0 + 10)).toBe(true)
+      expect(await s.settle('r1', { credits: 2, usd: 0.025, images: 1 }, T0 + 11)).toBe(false)
+      expect(await s.release('r1', T0 + 12)).toBe(false)
+      expect(await s.release('r2', T0 + 12)).toBe(true)
+      expect(await s.release('r2', T0 + 13)).toBe(false)
+      expect(await s.settle('r2', { credits: 3, usd: 0.009, images: 3 }, T0 + 13)).toBe(false)
+      expect(await s.getLedgerEntry('r1')).toMatchObject({ keyId: 'k', model: 'flux-dev', state: 'settled', credits: 2, usd: 0.025, images: 1, month: '2026-11', settledAt: T0 + 10 })
+      expect(await s.getLedgerEntry('r2')).toMatchObject({ state: 'released', credits: 0 })
+      expect(await s.balance('k', budget, T0)).toEqual({ budget_credits: 10, period: 'month', used_credits: 2, reserved_credits: 0, remaining_credits: 8 })
+      expect(await s.balance('k', null, T0)).toMatchObject({ budget_credits: null, used_credits: 2, remaining_credits: null })
+      // Another month starts from zero; the total does not.
+      const next = Date.UTC(2026, 11, 2)
+      expect(await s.balance('k', budget, next)).toMatchObject({ used_credits: 0, remaining_credits: 10 })
+      expect(await s.balance('k', { credits: 10, period: 'total' }, next)).toMatchObject({ used_credits: 2, remaining_credits: 8 })
+
+      const usage = await s.usage('k', T0 - 86_400_000)
+      expect(usage.byModel).toEqual({ 'flux-dev': { predictions: 1, images: 1, credits: 2, usd: 0.025 } })
+      expect(usage.byDay).toEqual({ '2026-11-26': { predictions: 1, images: 1, credits: 2, usd: 0.025 } })
+      expect(await s.usage('other', T0 - 86_400_000)).toEqual({ byModel: {}, byDay: {} })
+    }))
+
+    it('ledger: concurrent reserves never overspend a budget', () => withStore(async (s) => {
+      const budget = { credits: 10, period: 'total' as const }
+      const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+        s.reserve({ id: `c${i}`, keyId: 'k', model: 'flux-dev', credits: 2, usd: 0.05, images: 1, budget, now: T0 })))
+      expect(results.filter((r) => r.ok)).toHaveLength(5)
+      expect(await s.balance('k', budget, T0)).toMatchObject({ reserved_credits: 10, remaining_credits: 0 })
+    }))
+
+    it('idempotency: start, in flight, mismatch, replay, abandon, take-over after the lock', () => withStore(async (s) => {
+      const now = Date.now()
+      const o = { lockMs: 60_000, ttlMs: 60_000, now }
+      expect(await s.idempotencyBegin('k:a', 'f1', o)).toEqual({ state: 'started' })
+      expect(await s.idempotencyBegin('k:a', 'f1', o)).toEqual({ state: 'in_flight' })
+      expect(await s.idempotencyBegin('k:a', 'f2', o)).toEqual({ state: 'mismatch' })
+      const response = { status: 202, headers: { location: '/v1/predictions/x' }, body: '{"id":"x"}' }
+      await s.idempotencyComplete('k:a', 'f1', response, o)
+      expect(await s.idempotencyBegin('k:a', 'f1', o)).toEqual({ state: 'completed', response })
+      expect(await s.idempotencyBegin('k:a', 'f2', o)).toEqual({ state: 'mismatch' })
+      await s.idempotencyAbandon('k:a')
+      expect(await s.idempotencyBegin('k:a', 'f1', o)).toEqual({ state: 'completed', response })
+
+      expect(await s.idempotencyBegin('k:b', 'f1', o)).toEqual({ state: 'started' })
+      await s.idempotencyAbandon('k:b')
+      expect(await s.idempotencyBegin('k:b', 'f1', o)).toEqual({ state: 'started' })
+
+      expect(await s.idempotencyBegin('k:c', 'f1', { lockMs: 1, ttlMs: 60_000, now })).toEqual({ state: 'started' })
+      expect(await s.idempotencyBegin('k:c', 'f1', { ...o, now: now + 5 })).toEqual({ state: 'started' })
+    }))
+
+    it('idempotency: records expire after their TTL', () => withStore(async (s) => {
+      const now = Date.now()
+      expect(await s.idempotencyBegin('k:t', 'f1', { lockMs: 30, ttlMs: 30, now })).toEqual({ state: 'started' })
+      await s.idempotencyComplete('k:t', 'f1', { status: 200, headers: {}, body: '{}' }, { ttlMs: 30, now })
+      await new Promise((resolve) => setTimeout(resolve, 80))
+      expect(await s.idempotencyBegin('k:t', 'f2', { lockMs: 1000, ttlMs: 1000, now: Date.now() })).toEqual({ state: 'started' })
+    }))
+
+    it('idempotency: of many concurrent starts exactly one wins', () => withStore(async (s) => {
+      const o = { lockMs: 60_000, ttlMs: 60_000, now: Date.now() }
+      const results = await Promise.all(Array.from({ length: 40 }, () => s.idempotencyBegin('k:race', 'f', o)))
+      expect(results.filter((r) => r.state === 'started')).toHaveLength(1)
+      expect(results.filter((r) => r.state === 'in_flight')).toHaveLength(39)
+    }))
+
+    it('rate buckets: GCRA burst, refusal with retry-after, refill, and scheduling within maxWait', () => withStore(async (s) => {
+      const now = Date.now()
+      const spec = { perMinute: 60, burst: 3, maxWaitMs: 0 }
+      const takes = []
+      for (let i = 0; i < 4; i++) takes.push(await s.rateTake('in', spec, now))
+      expect(takes.map((t) => t.allowed)).toEqual([true, true, true, false])
+      expect(takes.map((t) => t.remaining)).toEqual([2, 1, 0, 0])
+      expect(takes[3]).toMatchObject({ retryAfterMs: 1000, resetMs: 3000 })
+      expect(takes[0]?.resetMs).toBe(1000)
+      expect(await s.rateTake('in', spec, now + 1000)).toMatchObject({ allowed: true, remaining: 0 })
+      expect(await s.rateTake('other', spec, now)).toMatchObject({ allowed: true, remaining: 2 })
+
+      const shaping = { perMinute: 600, burst: 1, maxWaitMs: 250 }
+      const waits = []
+      for (let i = 0; i < 5; i++) waits.push(await s.rateTake('up', shaping, now))
+      expect(waits.map((t) => t.allowed)).toEqual([true, true, true, false, false])
+      expect(waits.map((t) => t.waitMs)).toEqual([0, 100, 200, 0, 0])
+      expect(waits[3]?.retryAfterMs).toBe(50)
+    }))
+
+    it('leases: one holder at a time, renewal, release, expiry', () => withStore(async (s) => {
+      const now = Date.now()
+      expect(await s.lease('p1', 'a', 60_000, now)).toBe(true)
+      expect(await s.lease('p1', 'b', 60_000, now)).toBe(false)
+      expect(await s.lease('p1', 'a', 60_000, now)).toBe(true)
+      await s.releaseLease('p1', 'b')
+      expect(await s.lease('p1', 'b', 60_000, now)).toBe(false)
+      await s.releaseLease('p1', 'a')
+      expect(await s.lease('p1', 'b', 30, now)).toBe(true)
+      await new Promise((resolve) => setTimeout(resolve, 80))
+      expect(await s.lease('p1', 'a', 60_000, Date.now())).toBe(true)
+    }))
+  })
+}
