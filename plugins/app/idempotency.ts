@@ -1,0 +1,81 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import type { AppOptions } from '../../src/app.ts'
+import { AppError } from '../../src/errors.ts'
+import { IDEMPOTENCY_KEY, REPLAYED_HEADERS, canonicalJson, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route creates something: `Idempotency-Key` applies. */
+    idempotent?: boolean
+  }
+  interface FastifyRequest {
+    idempotency: { scope: string, fingerprint: string, done: boolean } | null
+  }
+}
+
+/** A first attempt holds its key this long; a holder that died is taken over after it. */
+const LOCK_MS = 150_000
+
+/**
+ * `Idempotency-Key` on creating POSTs, as Stripe does it: the same key and body within
+ * IDEMPOTENCY_TTL_HOURS replays the first response (`Idempotent-Replayed: true`); the same key with
+ * another body is 422; a duplicate while the first is still running is 409 (retry it to get the
+ * replay). Keys are per API key and route, and the record lives in the shared store, so this holds
+ * across instances.
+ */
+export default fp(async function idempotency (fastify: FastifyInstance, opts: AppOptions) {
+  const store = fastify.state
+  const ttlMs = opts.config.IDEMPOTENCY_TTL_HOURS * 3_600_000
+  fastify.decorateRequest('idempotency', null)
+
+  // preHandler: after auth (onRequest) and body validation, so invalid requests never hold a key.
+  fastify.addHook('preHandler', async (request, reply) => {
+    if (request.routeOptions.config.idempotent !== true) return
+    const given = request.headers['idempotency-key']
+    if (given === undefined) return
+    if (typeof given !== 'string' || !IDEMPOTENCY_KEY.test(given)) {
+      throw new AppError('validation_error', 400, 'Idempotency-Key must be 1-255 visible ASCII characters.', { errors: [{ field: 'header.idempotency-key', message: 'must be 1-255 visible ASCII characters' }] })
+    }
+    const scope = sha256(`${request.tenant.id}\n${request.method} ${request.routeOptions.url}\n${given}`)
+    const fingerprint = sha256(canonicalJson(request.body))
+    const begun = await store.idempotencyBegin(scope, fingerprint, { lockMs: LOCK_MS, ttlMs, now: Date.now() })
+    if (begun.state === 'mismatch') {
+      throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was used with a different request body.')
+    }
+    if (begun.state === 'in_flight') {
+      throw new AppError('idempotency_in_flight', 409, 'A request with this Idempotency-Key is still running; retry to get its response.', { retry_after: 1 })
+    }
+    if (begun.state === 'completed') {
+      const { status, headers, body } = begun.response
+      return reply.code(status).headers({ ...headers, 'idempotent-replayed': 'true' }).send(body)
+    }
+    request.idempotency = { scope, fingerprint, done: false }
+  })
+
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const idem = request.idempotency
+    if (!idem || idem.done) return payload
+    idem.done = true
+    if (!isReplayable(reply.statusCode) || typeof payload !== 'string') {
+      await store.idempotencyAbandon(idem.scope)
+      return payload
+    }
+    const headers: Record<string, string> = {}
+    for (const name of REPLAYED_HEADERS) {
+      const value = reply.getHeader(name)
+      if (value !== undefined) headers[name] = String(value)
+    }
+    await store.idempotencyComplete(idem.scope, idem.fingerprint, { status: reply.statusCode, headers, body: payload }, { ttlMs, now: Date.now() })
+    return payload
+  })
+
+  // A request that ended without a response (the caller left) frees its key for a retry.
+  fastify.addHook('onResponse', async (request) => {
+    const idem = request.idempotency
+    if (idem && !idem.done) {
+      idem.done = true
+      await store.idempotencyAbandon(idem.scope)
+    }
+  })
+}, { name: 'idempotency', dependencies: ['state', 'auth'] })

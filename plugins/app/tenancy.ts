@@ -1,0 +1,71 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isIP } from 'node:net'
+import type { AppOptions } from '../../src/app.ts'
+import { createSafeFetcher } from '../../src/net/safe-fetch.ts'
+import { createHostAllowList, policyHost } from '../../src/net/url-policy.ts'
+import { createAzureBlobImageStorage, createLocalImageStorage } from '../../src/tenancy/image-storage.ts'
+import type { ImageStorage } from '../../src/tenancy/image-storage.ts'
+import { createTenantService } from '../../src/tenancy/service.ts'
+import type { TenantService } from '../../src/tenancy/service.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tenancy: TenantService
+    /** The origin our own URLs (kept images) are built on for this request. */
+    publicBaseUrl: (request: FastifyRequest) => string
+  }
+}
+
+/**
+ * Tenant-aware predictions (plans, ownership, the ledger, kept images) over the prediction service,
+ * and the tracker that follows unfinished predictions, resumed from the store at start.
+ */
+export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOptions) {
+  const { config, overrides = {} } = opts
+  const images: ImageStorage = overrides.tenancy?.images ?? (config.IMAGE_STORAGE === 'azure-blob'
+    ? await createAzureBlobImageStorage({
+      container: config.IMAGE_STORAGE_AZURE_CONTAINER,
+      connectionString: config.IMAGE_STORAGE_AZURE_CONNECTION_STRING,
+      accountUrl: config.IMAGE_STORAGE_AZURE_ACCOUNT_URL
+    })
+    : createLocalImageStorage(config.IMAGE_STORAGE_DIR))
+
+  // Outputs come from replicate.delivery, or from the configured upstream itself (the emulator serves its own files).
+  const upstream = new URL(fastify.upstream.baseUrl)
+  const upstreamHost = policyHost(upstream)
+  const fetcher = createSafeFetcher({
+    allowedSchemes: upstream.protocol === 'http:' ? ['https:', 'http:'] : ['https:'],
+    allowedHosts: createHostAllowList(['replicate.delivery', '*.replicate.delivery', upstreamHost]),
+    // An upstream the operator configured by IP (a local emulator) is trusted at that address only.
+    allowAddresses: isIP(upstreamHost) !== 0 ? [upstreamHost] : [],
+    maxBytes: config.KEPT_IMAGE_MAX_BYTES,
+    timeoutMs: 60_000
+  })
+
+  const service = createTenantService({
+    inner: fastify.predictions,
+    replicate: fastify.replicate,
+    store: fastify.state,
+    images,
+    fetchImage: (url, o) => fetcher.fetch(url, o),
+    log: fastify.log.child({ component: 'tenancy' }),
+    // A dead instance's predictions are picked up by another within about one lease.
+    leaseMs: config.TRACKER_LEASE_MS,
+    sweepMs: config.TRACKER_LEASE_MS,
+    ...overrides.tenancy?.service
+  })
+  fastify.decorate('tenancy', service)
+
+  const configured = config.PUBLIC_BASE_URL?.replace(/\/+$/, '')
+  fastify.decorate('publicBaseUrl', (request: FastifyRequest) => configured ?? `${request.protocol}://${request.host}`)
+
+  fastify.addHook('onReady', async () => {
+    const resumed = await service.resume()
+    if (resumed > 0) fastify.log.info({ predictions: resumed }, 'resumed tracking unfinished predictions')
+  })
+  fastify.addHook('preClose', async () => {
+    await service.close()
+    await fetcher.close()
+  })
+}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate'] })

@@ -1,0 +1,88 @@
+/**
+ * Manage API keys in the configured state store (STATE_SQLITE_PATH, or REDIS_URL):
+ *
+ *   npm run keys -- create --plan basic [--budget 500] [--period month|total] [--rate 60] [--name "team a"]
+ *   npm run keys -- list
+ *   npm run keys -- revoke <key id>
+ *
+ * `create` prints the new key once; only its hash is stored.
+ */
+import { parseArgs } from 'node:util'
+import { ConfigError, loadConfig } from '../src/config.ts'
+import { createRedisStore } from '../src/stores/redis.ts'
+import { createSqliteStore } from '../src/stores/sqlite.ts'
+import type { StateStore } from '../src/stores/types.ts'
+import { createApiKey } from '../src/tenancy/keys.ts'
+
+const USAGE = 'usage: npm run keys -- create --plan free|basic|premium [--budget N] [--period month|total] [--rate N] [--name TEXT] | list | revoke <id>'
+
+function positiveInteger (name: string, value: string | undefined): number | null {
+  if (value === undefined) return null
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(value)}`)
+  return n
+}
+
+async function run (store: StateStore, argv: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      plan: { type: 'string' },
+      budget: { type: 'string' },
+      period: { type: 'string', default: 'month' },
+      rate: { type: 'string' },
+      name: { type: 'string', default: '' }
+    }
+  })
+  const [command, arg] = positionals
+  if (command === 'create') {
+    if (!values.plan) throw new Error('--plan is required')
+    if (values.period !== 'month' && values.period !== 'total') throw new Error('--period must be month or total')
+    const { key, record } = await createApiKey(store, {
+      name: values.name,
+      plan: values.plan,
+      budgetCredits: positiveInteger('budget', values.budget),
+      budgetPeriod: values.period,
+      rateLimitPerMinute: positiveInteger('rate', values.rate)
+    })
+    console.log(`created key ${record.id} (plan ${record.plan}, budget ${record.budgetCredits ?? 'unlimited'}${record.budgetCredits === null ? '' : ` per ${record.budgetPeriod}`}, rate ${record.rateLimitPerMinute ?? 'unlimited'}/min)`)
+    console.log('store it now: it is not shown again')
+    console.log(key)
+  } else if (command === 'list') {
+    const keys = await store.listKeys()
+    if (keys.length === 0) console.log('no keys (authentication is off outside production)')
+    for (const k of keys) {
+      console.log([
+        k.id,
+        k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`,
+        `plan=${k.plan}`,
+        `budget=${k.budgetCredits === null ? 'unlimited' : `${k.budgetCredits}/${k.budgetPeriod}`}`,
+        `rate=${k.rateLimitPerMinute ?? 'unlimited'}`,
+        `created=${new Date(k.createdAt).toISOString()}`,
+        k.name ? `name=${JSON.stringify(k.name)}` : ''
+      ].filter(Boolean).join('  '))
+    }
+  } else if (command === 'revoke') {
+    if (!arg) throw new Error('revoke needs a key id (see `list`)')
+    const id = arg.startsWith('fgw_') ? arg.split('_')[1] ?? arg : arg
+    if (!(await store.revokeKey(id, Date.now()))) throw new Error(`no active key ${id}`)
+    console.log(`revoked ${id}`)
+  } else {
+    throw new Error(USAGE)
+  }
+}
+
+let store: StateStore | undefined
+try {
+  const config = loadConfig()
+  store = config.REDIS_URL
+    ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
+    : createSqliteStore({ path: config.STATE_SQLITE_PATH })
+  await run(store, process.argv.slice(2))
+} catch (err) {
+  console.error(err instanceof ConfigError ? err.message : `keys: ${(err as Error).message}`)
+  process.exitCode = err instanceof ConfigError ? 78 : 1
+} finally {
+  await store?.close()
+}

@@ -1,0 +1,334 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { AppError } from '../errors.ts'
+import { assertModelInPlan, getImageToImageModelForPlan, getModel, getModelForPlan } from '../models/catalog.ts'
+import { toPublicPrediction } from '../predictions/service.ts'
+import type { CreateOptions, CreateResult, PredictionService } from '../predictions/service.ts'
+import type { ReplicateClient } from '../replicate/client.ts'
+import { ReplicateApiError, ReplicateTimeoutError } from '../replicate/errors.ts'
+import type { FetchedImage } from '../net/safe-fetch.ts'
+import type { PublicPrediction } from '../schemas/common.ts'
+import type { ImageToImageRequest, TextToImageRequest, Warning } from '../schemas/generation.ts'
+import type { Balance, KeptImage, PredictionEntry, StateStore, UsageRow } from '../stores/types.ts'
+import type { ImageStorage } from './image-storage.ts'
+import type { Tenant } from './tenant.ts'
+
+/**
+ * Predictions as tenants see them: the plan decides the model, credits are reserved before anything
+ * goes upstream, each prediction is recorded with its owner, and when it ends its images are kept
+ * and its credits settled (or released) exactly once. A tracker follows every unfinished prediction
+ * in the background, and picks them all up again after a restart.
+ */
+
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'aborted'])
+const DAY_MS = 86_400_000
+const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' }
+
+export interface TenantServiceOptions {
+  inner: PredictionService
+  /** Reads only: the tracker's polling. */
+  replicate: ReplicateClient
+  store: StateStore
+  images: ImageStorage
+  fetchImage: (url: string, opts?: { signal?: AbortSignal }) => Promise<FetchedImage>
+  log: FastifyBaseLogger
+  /** Names this process in tracking leases. */
+  instanceId?: string
+  /** How long a tracker holds a prediction before renewing; another instance takes over once it lapses. */
+  leaseMs?: number
+  /** How often unfinished predictions without a live tracker are looked for. */
+  sweepMs?: number
+  poll?: { initialMs?: number, intervalMs?: number, maxIntervalMs?: number }
+  /** Follow unfinished predictions in the background (default). Off, they are finalized when read. */
+  background?: boolean
+  now?: () => number
+}
+
+export interface TenantCreateOptions extends CreateOptions {
+  baseUrl: string
+}
+
+export interface UsageSummary {
+  key_id: string
+  plan: string
+  since: string
+  balance: Balance
+  by_model: Array<UsageRow & { model: string }>
+  by_day: Array<UsageRow & { date: string }>
+}
+
+export interface TenantService {
+  createTextToImage: (tenant: Tenant, body: TextToImageRequest, o: TenantCreateOptions) => Promise<CreateResult>
+  createImageToImage: (tenant: Tenant, body: ImageToImageRequest, o: TenantCreateOptions) => Promise<CreateResult>
+  get: (tenant: Tenant, id: string, o: { baseUrl: string, waitSeconds?: number | undefined, signal?: AbortSignal }) => Promise<PublicPrediction>
+  cancel: (tenant: Tenant, id: string, o: { baseUrl: string, signal?: AbortSignal }) => Promise<PublicPrediction>
+  image: (tenant: Tenant, id: string, index: number) => Promise<{ body: NodeJS.ReadableStream, size: number, contentType: string }>
+  usage: (tenant: Tenant, days: number) => Promise<UsageSummary>
+  /** Starts tracking every unfinished prediction in the store; resolves with how many. */
+  resume: () => Promise<number>
+  /** Resolves when nothing is being finalized (tests and shutdown). */
+  idle: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export class InsufficientCreditsError extends AppError {
+  constructor (required: number, balance: Balance) {
+    super('insufficient_credits', 402, `This needs ${required} credits; ${balance.remaining_credits ?? 0} remain in the key's ${balance.period === 'month' ? 'monthly' : 'total'} budget.`, {
+      required_credits: required,
+      balance
+    })
+  }
+}
+
+function notFound (): AppError {
+  return new AppError('not_found', 404, 'No such prediction.')
+}
+
+export function imageUrl (baseUrl: string, id: string, index: number): string {
+  return `${baseUrl}/v1/predictions/${id}/images/${index}`
+}
+
+export function createTenantService (opts: TenantServiceOptions): TenantService {
+  const { store, log } = opts
+  const now = opts.now ?? Date.now
+  const instanceId = opts.instanceId ?? randomUUID()
+  const leaseMs = opts.leaseMs ?? 60_000
+  const poll = { initialMs: 500, intervalMs: 1_000, maxIntervalMs: 3_000, ...opts.poll }
+  const tracking = new Map<string, AbortController>()
+  const finalizing = new Map<string, Promise<PredictionEntry>>()
+  let closed = false
+  let sweepTimer: NodeJS.Timeout | undefined
+
+  function present (entry: PredictionEntry, pub: PublicPrediction, baseUrl: string): PublicPrediction {
+    const kept = entry.kept.length > 0 && pub.status === 'succeeded'
+    return {
+      ...pub,
+      model: entry.model,
+      warnings: entry.warnings as Warning[],
+      output: kept ? entry.kept.map((_k, i) => imageUrl(baseUrl, entry.id, i)) : pub.output
+    }
+  }
+
+  async function owned (tenant: Tenant, id: string): Promise<PredictionEntry | undefined> {
+    const entry = await store.getPrediction(id)
+    // Another key's prediction is indistinguishable from a missing one.
+    if (entry && !tenant.anonymous && entry.owner !== tenant.id) throw notFound()
+    if (!entry && !tenant.anonymous) throw notFound()
+    return entry
+  }
+
+  async function keepImages (id: string, urls: string[]): Promise<KeptImage[]> {
+    const kept: KeptImage[] = []
+    for (const [index, url] of urls.entries()) {
+      let image: FetchedImage | undefined
+      for (let attempt = 0; attempt < 3 && !image; attempt++) {
+        try {
+          image = await opts.fetchImage(url)
+        } catch (err) {
+          log.warn({ predictionId: id, index, code: (err as { code?: string }).code, attempt }, 'could not download an output image')
+          if (attempt < 2) await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)))
+        }
+      }
+      if (!image) return kept
+      const ext = EXTENSIONS[image.contentType] ?? 'png'
+      const key = `${id}/${index}.${ext}`
+      await opts.images.put(key, image.bytes, image.contentType)
+      kept.push({ key, contentType: image.contentType, size: image.bytes.length })
+    }
+    return kept
+  }
+
+  /** Keeps the images, then settles or releases the credits, then marks the record final. Safe to repeat. */
+  function finalize (entry: PredictionEntry, pub: PublicPrediction): Promise<PredictionEntry> {
+    const running = finalizing.get(entry.id)
+    if (running) return running
+    const work = (async () => {
+      const spec = getModel(entry.model)
+      const output = pub.output ?? []
+      let kept: KeptImage[] = []
+      if (pub.status === 'succeeded') {
+        kept = await keepImages(entry.id, output)
+        if (kept.length < output.length) log.error({ predictionId: entry.id, kept: kept.length, delivered: output.length }, 'some output images could not be kept')
+        await store.settle(entry.ledgerId, { credits: spec.creditsPerImage * output.length, usd: spec.usdPerImage * output.length, images: output.length }, now())
+      } else if (pub.status === 'canceled' && pub.started_at) {
+        // Canceled while running: the model worked, so the quote is owed.
+        await store.settle(entry.ledgerId, { credits: spec.creditsPerImage * entry.numImages, usd: spec.usdPerImage * entry.numImages, images: 0 }, now())
+      } else {
+        await store.release(entry.ledgerId, now())
+      }
+      const final: PredictionEntry = { ...entry, last: pub, finalized: true, kept }
+      await store.putPrediction(final)
+      log.info({ predictionId: entry.id, status: pub.status, kept: kept.length }, 'prediction finalized')
+      return final
+    })().finally(() => { finalizing.delete(entry.id) })
+    finalizing.set(entry.id, work)
+    return work
+  }
+
+  function recordOf (entry: PredictionEntry) {
+    return { id: entry.id, model: entry.model, creditsPerImage: entry.creditsPerImage, numImages: entry.numImages, warnings: entry.warnings as Warning[], createdAt: entry.createdAt }
+  }
+
+  /** Follows one prediction upstream until it ends, holding a lease so one instance does it at a time. */
+  function track (entry: PredictionEntry): void {
+    if (closed || opts.background === false || tracking.has(entry.id)) return
+    const controller = new AbortController()
+    tracking.set(entry.id, controller)
+    const lease = `track:${entry.id}`
+    void (async () => {
+      try {
+        while (!closed && !controller.signal.aborted) {
+          if (!(await store.lease(lease, instanceId, leaseMs, now()))) return
+          let settled
+          try {
+            settled = await opts.replicate.waitForCompletion(entry.id, {
+              maxWaitTime: Math.max(1_000, leaseMs / 2),
+              initialWait: poll.initialMs,
+              pollInterval: poll.intervalMs,
+              maxInterval: poll.maxIntervalMs,
+              cancelOnTimeout: false,
+              signal: controller.signal
+            })
+          } catch (err) {
+            if (controller.signal.aborted) return
+            if (err instanceof ReplicateTimeoutError) continue
+            if (err instanceof ReplicateApiError && err.status === 404) {
+              // Replicate no longer knows it: nothing will be delivered, so nothing is owed.
+              log.warn({ predictionId: entry.id }, 'tracked prediction is gone upstream')
+              await finalize(entry, { ...(entry.last as PublicPrediction), status: 'failed', output: null })
+              return
+            }
+            log.warn({ predictionId: entry.id, code: (err as { code?: string }).code }, 'tracking a prediction failed; retrying')
+            await new Promise((resolve) => setTimeout(resolve, poll.maxIntervalMs))
+            continue
+          }
+          const fresh = await store.getPrediction(entry.id)
+          if (fresh?.finalized) return
+          await finalize(fresh ?? entry, toPublicPrediction(settled, recordOf(entry)))
+          return
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) log.error({ err, predictionId: entry.id }, 'tracking a prediction failed')
+      } finally {
+        tracking.delete(entry.id)
+        await store.releaseLease(lease, instanceId).catch(() => {})
+      }
+    })()
+  }
+
+  async function create (tenant: Tenant, kind: 't2i' | 'i2i', body: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
+    const modelId = body.model ?? (kind === 't2i' ? getModelForPlan(tenant.plan) : getImageToImageModelForPlan(tenant.plan))
+    if (!tenant.anonymous) assertModelInPlan(tenant.plan, modelId)
+    const spec = getModel(modelId)
+    const numImages = kind === 't2i' ? ((body as TextToImageRequest).num_outputs ?? 1) : 1
+    const credits = spec.creditsPerImage * numImages
+    const ledgerId = randomUUID()
+    const reserved = await store.reserve({ id: ledgerId, keyId: tenant.id, model: spec.id, credits, usd: spec.usdPerImage * numImages, images: numImages, budget: tenant.budget, now: now() })
+    if (!reserved.ok) throw new InsufficientCreditsError(credits, reserved.balance)
+    let result: CreateResult
+    try {
+      result = kind === 't2i'
+        ? await opts.inner.createTextToImage({ ...(body as TextToImageRequest), model: spec.id }, o)
+        : await opts.inner.createImageToImage({ ...(body as ImageToImageRequest), model: spec.id }, o)
+    } catch (err) {
+      // Refused before or by the model (moderation, content safety, a failed create): nothing is owed.
+      await store.release(ledgerId, now())
+      throw err
+    }
+    const pub = result.prediction
+    let entry: PredictionEntry = {
+      id: pub.id,
+      owner: tenant.id,
+      model: spec.id,
+      creditsPerImage: spec.creditsPerImage,
+      numImages,
+      warnings: pub.warnings,
+      createdAt: now(),
+      ledgerId,
+      last: pub,
+      finalized: false,
+      kept: []
+    }
+    await store.putPrediction(entry)
+    if (TERMINAL.has(pub.status)) entry = await finalize(entry, pub)
+    else track(entry)
+    return { prediction: present(entry, pub, o.baseUrl), settled: result.settled }
+  }
+
+  async function sweep (): Promise<number> {
+    const open = await store.listUnfinalized()
+    for (const entry of open) track(entry)
+    return open.length
+  }
+
+  return {
+    createTextToImage: (tenant, body, o) => create(tenant, 't2i', body, o),
+    createImageToImage: (tenant, body, o) => create(tenant, 'i2i', body, o),
+
+    async get (tenant, id, o) {
+      const entry = await owned(tenant, id)
+      if (!entry) return opts.inner.get(id, o)
+      if (entry.finalized) return present(entry, entry.last as PublicPrediction, o.baseUrl)
+      const pub = await opts.inner.get(id, o)
+      if (!TERMINAL.has(pub.status)) return present(entry, pub, o.baseUrl)
+      const final = await finalize(entry, pub)
+      return present(final, final.last as PublicPrediction, o.baseUrl)
+    },
+
+    async cancel (tenant, id, o) {
+      const entry = await owned(tenant, id)
+      if (!entry) return opts.inner.cancel(id, o)
+      if (entry.finalized) return present(entry, entry.last as PublicPrediction, o.baseUrl)
+      const pub = await opts.inner.cancel(id, o)
+      if (!TERMINAL.has(pub.status)) return present(entry, pub, o.baseUrl)
+      tracking.get(id)?.abort(new Error('canceled'))
+      const final = await finalize(entry, pub)
+      return present(final, final.last as PublicPrediction, o.baseUrl)
+    },
+
+    async image (tenant, id, index) {
+      const entry = await owned(tenant, id)
+      const kept = entry?.kept[index]
+      if (!entry || !kept) throw new AppError('not_found', 404, 'No such image.')
+      const stored = await opts.images.get(kept.key)
+      if (!stored) throw new AppError('not_found', 404, 'No such image.')
+      return { body: stored.body, size: stored.size, contentType: kept.contentType }
+    },
+
+    async usage (tenant, days) {
+      const at = now()
+      const since = Date.parse(new Date(at - (days - 1) * DAY_MS).toISOString().slice(0, 10))
+      const [balance, report] = await Promise.all([store.balance(tenant.id, tenant.budget, at), store.usage(tenant.id, since)])
+      return {
+        key_id: tenant.id,
+        plan: tenant.plan,
+        since: new Date(since).toISOString(),
+        balance,
+        by_model: Object.entries(report.byModel).sort(([a], [b]) => a.localeCompare(b)).map(([model, row]) => ({ model, ...row })),
+        by_day: Object.entries(report.byDay).sort(([a], [b]) => a.localeCompare(b)).map(([date, row]) => ({ date, ...row }))
+      }
+    },
+
+    async resume () {
+      if (opts.background === false) return 0
+      const count = await sweep()
+      if (opts.sweepMs !== 0) {
+        // Picks up predictions whose tracker died with another instance (its lease lapses).
+        sweepTimer = setInterval(() => { sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed')) }, opts.sweepMs ?? 30_000)
+        sweepTimer.unref()
+      }
+      return count
+    },
+
+    async idle () {
+      while (finalizing.size > 0) await Promise.allSettled([...finalizing.values()])
+    },
+
+    async close () {
+      closed = true
+      clearInterval(sweepTimer)
+      for (const c of tracking.values()) c.abort(new Error('closing'))
+      await Promise.allSettled([...finalizing.values()])
+    }
+  }
+}
