@@ -138,6 +138,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/predictions/{id}/images/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A kept output image
+         * @description The images of a succeeded prediction are copied into our storage when it ends, so they outlive Replicate's one-hour URLs. Only the key that created the prediction may fetch them.
+         */
+        get: operations["getPredictionImage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predictions/{id}": {
         parameters: {
             query?: never;
@@ -145,7 +165,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a prediction, optionally waiting for it to finish */
+        /**
+         * Get a prediction, optionally waiting for it to finish
+         * @description Only the key that created a prediction can see it; another key's prediction is 404.
+         */
         get: operations["getPrediction"];
         put?: never;
         post?: never;
@@ -166,9 +189,29 @@ export interface paths {
         put?: never;
         /**
          * Cancel a prediction
-         * @description Stops a running prediction. A finished one is returned unchanged.
+         * @description Stops a running prediction; its credits are released when it had not started. A finished one is returned unchanged.
          */
         post: operations["cancelPrediction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling key's balance and usage
+         * @description Credits and estimated USD of settled predictions, by model and by day (UTC), and the balance of the key's budget.
+         */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -651,6 +694,43 @@ export interface components {
             sync_wait_seconds: number;
             default_plan: string;
         };
+        Balance: {
+            /** @description The key's budget; null is unlimited. */
+            budget_credits: number | null;
+            /** @description `month`: the budget renews each calendar month (UTC). */
+            period: "month" | "total";
+            /** @description Settled in the period. */
+            used_credits: number;
+            /** @description Held by predictions still running. */
+            reserved_credits: number;
+            remaining_credits: number | null;
+        };
+        /** @description Settled usage and the current balance of the calling key. */
+        Usage: {
+            /** @description `anonymous` when authentication is off. */
+            key_id: string;
+            plan: string;
+            /** Format: date-time */
+            since: string;
+            balance: components["schemas"]["Balance"];
+            by_model: {
+                model: string;
+                predictions: number;
+                images: number;
+                credits: number;
+                /** @description Estimated upstream cost in US dollars. */
+                usd: number;
+            }[];
+            by_day: {
+                /** Format: date */
+                date: string;
+                predictions: number;
+                images: number;
+                credits: number;
+                /** @description Estimated upstream cost in US dollars. */
+                usd: number;
+            }[];
+        };
     };
     responses: never;
     parameters: never;
@@ -750,6 +830,24 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     createQuote: {
@@ -783,6 +881,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The request body is too large. */
             413: {
                 headers: {
@@ -801,6 +908,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     createTextToImage: {
@@ -809,6 +925,8 @@ export interface operations {
             header?: {
                 /** @description `wait=N` waits up to N seconds (1–60) for the images; `respond-async` answers 202 at once. Default: wait up to SYNC_WAIT_SECONDS (60). */
                 prefer?: string;
+                /** @description Makes a retry safe: the same key and body within 24 h replays the first response (with `Idempotent-Replayed: true`) instead of creating another prediction. The same key with another body is 422; while the first is still running, 409. */
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -839,6 +957,42 @@ export interface operations {
             };
             /** @description Invalid request: `errors` names each bad field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -917,6 +1071,8 @@ export interface operations {
             header?: {
                 /** @description `wait=N` waits up to N seconds (1–60) for the images; `respond-async` answers 202 at once. Default: wait up to SYNC_WAIT_SECONDS (60). */
                 prefer?: string;
+                /** @description Makes a retry safe: the same key and body within 24 h replays the first response (with `Idempotent-Replayed: true`) instead of creating another prediction. The same key with another body is 422; while the first is still running, 409. */
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -947,6 +1103,42 @@ export interface operations {
             };
             /** @description Invalid request: `errors` names each bad field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1019,6 +1211,69 @@ export interface operations {
             };
         };
     };
+    getPredictionImage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Replicate's prediction id. */
+                id: string;
+                /** @description The position in `output`. */
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/webp": string;
+                    "image/png": string;
+                    "image/jpeg": string;
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getPrediction: {
         parameters: {
             query?: {
@@ -1045,6 +1300,15 @@ export interface operations {
             };
             /** @description Invalid request: `errors` names each bad field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1129,6 +1393,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such resource. */
             404: {
                 headers: {
@@ -1167,6 +1440,56 @@ export interface operations {
             };
             /** @description Replicate did not answer in time. */
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                /** @description How many days back, today included. */
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Balance and usage. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -10,6 +10,10 @@ import { buildValidatorCompiler } from './validation.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
 import type { SafeFetcherOptions } from './net/safe-fetch.ts'
+import type { TokenCredential } from '@azure/core-auth'
+import type { AzureClientOptions } from './vault/key-vault-source.ts'
+import type { TokenVaultOptions } from './vault/token-vault.ts'
+import type { TenancyOverrides } from './tenancy/overrides.ts'
 
 const root = path.join(import.meta.dirname, '..')
 
@@ -22,6 +26,15 @@ export interface AppOverrides {
   imageFetch?: Partial<SafeFetcherOptions>
   /** Options for the in-process emulator started when no token is configured. */
   emulator?: Record<string, unknown>
+  /**
+   * Azure SDK seams for Key Vault and Content Safety: a credential used instead of the identity library, and
+   * transport options (e.g. an `httpClient` that sends to a loopback fake, `retryOptions` without delays).
+   */
+  azure?: { credential?: TokenCredential, clientOptions?: AzureClientOptions }
+  /** The token vault's clock and backoffs. */
+  tokenVault?: Partial<Pick<TokenVaultOptions, 'now' | 'failureBackoffMs' | 'rejectedRecheckMs'>>
+  /** Tenancy seams: a ready store or image storage, and tracker timings. */
+  tenancy?: TenancyOverrides
 }
 
 export interface AppOptions {
@@ -52,7 +65,11 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
           '*.apiToken',
           'token',
           'REPLICATE_API_TOKEN',
-          'config.REPLICATE_API_TOKEN'
+          'config.REPLICATE_API_TOKEN',
+          'AZURE_CONTENT_SAFETY_KEY',
+          'config.AZURE_CONTENT_SAFETY_KEY',
+          'req.headers["ocp-apim-subscription-key"]',
+          '*.apiKey'
         ],
         censor: '[redacted]'
       }

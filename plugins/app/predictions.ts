@@ -4,6 +4,7 @@ import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
 import { measureImage, parseImageInput } from '../../src/net/image-input.ts'
 import { createSafeFetcher } from '../../src/net/safe-fetch.ts'
+import { shapeCreates } from '../../src/tenancy/upstream-shaper.ts'
 import type { FetchedImage } from '../../src/net/safe-fetch.ts'
 import { createPredictionService } from '../../src/predictions/service.ts'
 import type { PredictionService, ResolvedImage } from '../../src/predictions/service.ts'
@@ -26,7 +27,7 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
 
   async function resolveImage (value: string, signal?: AbortSignal): Promise<ResolvedImage> {
     const parsed = await parseImageInput(value, { maxBytes, allowAddresses: overrides.imageFetch?.allowAddresses })
-    if (parsed.kind === 'data') return { uri: value, width: parsed.width, height: parsed.height }
+    if (parsed.kind === 'data') return { uri: value, width: parsed.width, height: parsed.height, bytes: parsed.bytes }
     let image: FetchedImage
     try {
       image = await fetcher.fetch(parsed.url, { signal })
@@ -37,7 +38,7 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
     }
     // Fetched bytes get the checks a data URI gets: a truncated or corrupt image is the caller's 400, not our 500.
     const { width, height } = await measureImage(image.bytes)
-    return { uri: `data:${image.contentType};base64,${image.bytes.toString('base64')}`, width, height }
+    return { uri: `data:${image.contentType};base64,${image.bytes.toString('base64')}`, width, height, bytes: image.bytes }
   }
 
   // Request bodies are JSON only. Fastify also parses text/plain by default, which turned a text body into a
@@ -45,8 +46,10 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
   fastify.removeContentTypeParser('text/plain')
 
   const service = createPredictionService({
-    replicate: fastify.replicate,
+    // Creates go through the shared upstream rate (plugins/app/upstream-limits.ts).
+    replicate: shapeCreates(fastify.replicate, fastify.upstreamShaper),
     moderation: fastify.moderation,
+    imageModeration: fastify.imageModeration,
     resolveImage,
     defaultPlan: config.DEFAULT_PLAN,
     cancelAfter: config.REPLICATE_CANCEL_AFTER,
@@ -57,4 +60,4 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
     service.close()
     await fetcher.close()
   })
-}, { name: 'predictions', dependencies: ['replicate', 'moderation'] })
+}, { name: 'predictions', dependencies: ['replicate', 'moderation', 'upstream-limits'] })

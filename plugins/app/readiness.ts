@@ -46,11 +46,36 @@ export default fp(async function readiness (fastify: FastifyInstance, opts: AppO
     return last?.ok ? { status: 'ok' } : { status: 'fail', detail: `Replicate check failed (${last?.error ?? 'unknown'})` }
   }
 
+  /** A token is held (fresh, or past its cache time while its source is unreachable); never the token itself. */
+  async function tokenCheck (): Promise<Check> {
+    const vault = fastify.tokenVault
+    if (!vault) return { status: 'ok' }
+    const s = await vault.ensure()
+    const source = s.provider === 'azure-key-vault' ? 'Key Vault' : s.provider === 'file' ? 'the token file' : 'the environment'
+    switch (s.state) {
+      case 'fresh':
+        return { status: 'ok' }
+      case 'stale':
+        // Past its cache time: still served while the source is re-read, or cannot be.
+        return s.lastError === null
+          ? { status: 'ok' }
+          : { status: 'ok', detail: `using the token read ${Math.round((s.ageMs ?? 0) / 1000)} s ago; ${source} could not be read again (${s.lastError})` }
+      case 'rejected':
+        return { status: 'fail', detail: `Replicate rejected the token from ${source}` }
+      default:
+        return { status: 'fail', detail: `no Replicate token: ${source} could not be read (${s.lastError ?? 'not read yet'})` }
+    }
+  }
+
   async function check (): Promise<ReadinessReport> {
     const draining: Check = fastify.lifecycle.draining ? { status: 'fail', detail: 'shutting down' } : { status: 'ok' }
-    const token: Check = { status: 'ok' }
-    // While draining there is no point asking upstream: the answer is 503 either way.
-    const upstream: Check = draining.status === 'fail' ? { status: 'fail', detail: 'not checked while draining' } : await upstreamCheck()
+    const token = await tokenCheck()
+    // While draining, or without a token, there is no point asking upstream: the answer is 503 either way.
+    const upstream: Check = draining.status === 'fail'
+      ? { status: 'fail', detail: 'not checked while draining' }
+      : token.status === 'fail' && fastify.tokenVault?.status().state === 'missing'
+        ? { status: 'fail', detail: 'not checked without a token' }
+        : await upstreamCheck()
     const ok = draining.status === 'ok' && token.status === 'ok' && upstream.status === 'ok'
     return { status: ok ? 'ready' : 'unavailable', checks: { draining, token, upstream } }
   }
@@ -77,4 +102,4 @@ export default fp(async function readiness (fastify: FastifyInstance, opts: AppO
       }
     }
   })
-}, { name: 'readiness', dependencies: ['replicate', 'lifecycle', 'moderation'] })
+}, { name: 'readiness', dependencies: ['replicate', 'lifecycle', 'moderation', 'token-vault'] })

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { FieldProblemSchema, PredictionErrorSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
+import { BalanceSchema, UsageSchema } from '../../src/schemas/usage.ts'
 
 /** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
 export default fp(async function schemas (fastify: FastifyInstance) {
@@ -15,7 +16,9 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     PredictionErrorSchema,
     PredictionSchema,
     ReadinessSchema,
-    HealthSchema
+    HealthSchema,
+    BalanceSchema,
+    UsageSchema
   ]
   for (const schema of shared) fastify.addSchema(schema)
 }, { name: 'schemas' })

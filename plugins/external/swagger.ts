@@ -21,12 +21,22 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
         license: { name: 'MIT', identifier: 'MIT' }
       },
       servers: [{ url: 'http://localhost:3000', description: 'Local (npm start)' }],
-      // No route needs credentials yet; an empty requirement says so explicitly.
+      // Probes and this document are public; each /v1 route states its bearer requirement.
       security: [],
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API key (`fgw_…`) from `npm run keys -- create`. Not needed when the service runs without keys (development only).'
+          }
+        }
+      },
       tags: [
         { name: 'generation', description: 'Create images' },
         { name: 'predictions', description: 'Follow and cancel predictions' },
         { name: 'catalog', description: 'Models and prices' },
+        { name: 'usage', description: 'Credits and budgets' },
         { name: 'health', description: 'Probes for orchestrators' },
         { name: 'meta', description: 'This document' }
       ]

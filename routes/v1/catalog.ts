@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { listModels, quote } from '../../src/models/catalog.ts'
-import { problemResponses, refTo } from '../../src/schemas/common.ts'
+import { BEARER_SECURITY, problemResponses, refTo } from '../../src/schemas/common.ts'
 import { ModelListSchema, QuoteRequestSchema, QuoteSchema } from '../../src/schemas/generation.ts'
 
 const catalog: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -8,9 +8,10 @@ const catalog: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       operationId: 'listModels',
       tags: ['catalog'],
+      security: BEARER_SECURITY,
       summary: 'The model catalog',
       description: 'Every model with its tier, price, typical speed, accepted ranges and capabilities.',
-      response: { 200: refTo(ModelListSchema, { description: 'The catalog.' }) }
+      response: { 200: refTo(ModelListSchema, { description: 'The catalog.' }), ...problemResponses(401, 429) }
     }
   }, async () => ({ models: listModels() }))
 
@@ -18,9 +19,10 @@ const catalog: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       operationId: 'createQuote',
       tags: ['catalog'],
+      security: BEARER_SECURITY,
       summary: 'Price a number of images',
       body: refTo(QuoteRequestSchema),
-      response: { 200: refTo(QuoteSchema, { description: 'The price in credits and in upstream USD.' }), ...problemResponses(400, 413, 415) }
+      response: { 200: refTo(QuoteSchema, { description: 'The price in credits and in upstream USD.' }), ...problemResponses(400, 401, 413, 415, 429) }
     }
   }, async (request) => quote(request.body.model, request.body.num_images ?? 1))
 }

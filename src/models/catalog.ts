@@ -246,7 +246,7 @@ export class UnknownPlanError extends AppError {
 /** The plan does not include a model or a capability. 403: the request is well-formed, the plan does not allow it. */
 export class NotInPlanError extends AppError {
   constructor (message: string, extra: Record<string, unknown>) {
-    super('not_in_plan', 403, message, extra)
+    super('model_not_in_plan', 403, message, extra)
   }
 }
 

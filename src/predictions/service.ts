@@ -3,7 +3,7 @@ import { AppError } from '../errors.ts'
 import { MODELS, calculateCost, getImageToImageModelForPlan, getModelForPlan, isModelId } from '../models/catalog.ts'
 import type { ModelSpec } from '../models/catalog.ts'
 import { mapImageToImage, mapTextToImage } from '../models/mapping.ts'
-import type { ModerationProvider } from '../moderation/types.ts'
+import type { ModerationProvider, ModerationVerdict } from '../moderation/types.ts'
 import type { ReplicateClient } from '../replicate/client.ts'
 import { ReplicateTimeoutError } from '../replicate/errors.ts'
 import { failureError, isSettled, normalizeOutput } from '../replicate/predictions.ts'
@@ -18,11 +18,15 @@ export interface ResolvedImage {
   uri: string
   width?: number | undefined
   height?: number | undefined
+  /** The checked bytes, for image moderation. */
+  bytes?: Buffer | undefined
 }
 
 export interface PredictionServiceOptions {
   replicate: ReplicateClient
   moderation: ModerationProvider
+  /** Judges image-to-image input images before anything is sent; absent or null: images are not judged. */
+  imageModeration?: { checkImage: (image: Buffer, opts?: { signal?: AbortSignal }) => Promise<ModerationVerdict> } | null
   resolveImage: (imageUrl: string, signal?: AbortSignal) => Promise<ResolvedImage>
   defaultPlan: string
   /** Replicate-side deadline for every prediction (Cancel-After), so nothing abandoned runs for long. */
@@ -123,12 +127,30 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
   const watches = new Map<string, Watch>()
   const poll = { initialMs: 250, intervalMs: 500, maxIntervalMs: 2_000, ...opts.poll }
 
+  /** Blocklist names a provider reported (hosted providers do); the caller only learns that one matched. */
+  function blocklistsOf (verdict: ModerationVerdict): string[] {
+    const named = (verdict as { blocklists?: unknown }).blocklists
+    return Array.isArray(named) ? named.filter((n): n is string => typeof n === 'string') : []
+  }
+
   async function moderate (prompt: string, log: FastifyBaseLogger, signal?: AbortSignal): Promise<void> {
     const verdict = await opts.moderation.checkText(prompt, { signal })
     if (verdict.allowed) return
+    const blocklists = blocklistsOf(verdict)
     // The prompt itself is never logged: only which rules matched.
-    log.warn({ categories: verdict.categories, provider: verdict.provider }, 'prompt refused by the content policy')
-    throw new AppError('content_policy_violation', 422, 'The prompt was refused by the content policy.', { categories: verdict.categories })
+    log.warn({ categories: verdict.categories, provider: verdict.provider, ...(blocklists.length > 0 ? { blocklists } : {}) }, 'prompt refused by the content policy')
+    throw new AppError('content_policy_violation', 422, 'The prompt was refused by the content policy.', {
+      categories: verdict.categories,
+      ...(blocklists.length > 0 ? { blocklist_match: true } : {})
+    })
+  }
+
+  async function moderateImage (image: ResolvedImage, log: FastifyBaseLogger, signal?: AbortSignal): Promise<void> {
+    if (!opts.imageModeration || !image.bytes) return
+    const verdict = await opts.imageModeration.checkImage(image.bytes, { signal })
+    if (verdict.allowed) return
+    log.warn({ categories: verdict.categories, provider: verdict.provider }, 'input image refused by the content policy')
+    throw new AppError('content_policy_violation', 422, 'The input image was refused by the content policy.', { categories: verdict.categories, field: 'image_url' })
   }
 
   async function submit (modelId: string, replicateModel: string, input: Record<string, unknown>, meta: Pick<PredictionRecord, 'creditsPerImage' | 'numImages' | 'warnings'>, o: CreateOptions): Promise<CreateResult> {
@@ -168,6 +190,7 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
     mapImageToImage(body, modelId, { url: body.image_url })
     await moderate(body.prompt, log, o.signal)
     const image = await opts.resolveImage(body.image_url, o.signal)
+    await moderateImage(image, log, o.signal)
     const mapped = mapImageToImage(body, modelId, { url: image.uri, width: image.width, height: image.height })
     const creditsPerImage = calculateCost(modelId, 1)
     return submit(modelId, mapped.replicateModel, mapped.input, { creditsPerImage, numImages: 1, warnings: mapped.warnings }, o)

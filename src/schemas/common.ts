@@ -68,8 +68,11 @@ export const PredictionIdParamsSchema = Type.Object({
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request: `errors` names each bad field.',
-  403: 'Not allowed.',
+  401: 'No valid API key: send `Authorization: Bearer <key>`.',
+  402: 'The key\'s credit budget cannot cover this (`insufficient_credits`, with the `balance`).',
+  403: 'Not allowed (e.g. `model_not_in_plan`).',
   404: 'No such resource.',
+  409: 'A request with the same Idempotency-Key is still running; retry it.',
   413: 'The request body is too large.',
   415: 'The request body is not JSON.',
   422: 'Refused by the content policy.',
@@ -85,3 +88,6 @@ export const problemResponses = (...statuses: number[]) =>
     description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem.',
     content: { 'application/problem+json': { schema: refTo(ProblemSchema) } }
   }]))
+
+/** The OpenAPI security requirement of routes that need an API key. */
+export const BEARER_SECURITY = [{ bearerAuth: [] }]

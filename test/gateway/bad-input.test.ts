@@ -254,7 +254,7 @@ describe('POST /v1/image-to-image', () => {
     expect(gw.emulator.requests.filter((r) => r.method === 'POST')).toHaveLength(1)
   })
 
-  it('with no model on the free plan → 403 not_in_plan, nothing upstream', async () => {
+  it('with no model on the free plan → 403 model_not_in_plan, nothing upstream', async () => {
     const free = await startGateway({ env: { DEFAULT_PLAN: 'free' } })
     try {
       const res = await request(`${free.url}/v1/image-to-image`, {
@@ -265,7 +265,7 @@ describe('POST /v1/image-to-image', () => {
       const body = await res.body.json() as Record<string, unknown>
       expect(res.statusCode).toBe(403)
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
-      expect(body).toMatchObject({ code: 'not_in_plan', status: 403, plan: 'free', feature: 'image-to-image' })
+      expect(body).toMatchObject({ code: 'model_not_in_plan', status: 403, plan: 'free', feature: 'image-to-image' })
       expect(free.emulator.requests).toEqual([])
     } finally {
       await free.close()

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { Writable } from 'node:stream'
 import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
@@ -8,7 +11,9 @@ describe('with no token outside production', () => {
   it('starts the emulator in-process, says so in the log and in /health, and generates through it', async () => {
     const lines: string[] = []
     const stream = new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } })
-    const app = await buildApp({ config: loadConfig({ NODE_ENV: 'development', EMULATOR_TIME_SCALE: '0.02', LOG_LEVEL: 'info' }) }, stream)
+    // State and kept images stay out of the working tree's ./data (the defaults of `npm start`).
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'fgw-emulated-'))
+    const app = await buildApp({ config: loadConfig({ NODE_ENV: 'development', EMULATOR_TIME_SCALE: '0.02', LOG_LEVEL: 'info', STATE_SQLITE_PATH: ':memory:', IMAGE_STORAGE_DIR: dataDir }) }, stream)
     try {
       await app.listen({ host: '127.0.0.1', port: 0 })
       const { port } = app.server.address() as { port: number }
@@ -27,11 +32,12 @@ describe('with no token outside production', () => {
       await image.body.arrayBuffer()
     } finally {
       await app.close()
+      rmSync(dataDir, { recursive: true, force: true })
     }
   })
 
   it('answers service_unavailable to requests that arrive while the server is closing', async () => {
-    const app = await buildApp({ config: loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', REPLICATE_API_TOKEN: 'r8_unused', REPLICATE_BASE_URL: 'http://127.0.0.1:9/v1' }) })
+    const app = await buildApp({ config: loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', REPLICATE_API_TOKEN: 'r8_unused', REPLICATE_BASE_URL: 'http://127.0.0.1:9/v1', STATE_SQLITE_PATH: ':memory:' }) })
     await app.ready()
     // What the preClose hook does when close() begins; a request on a kept-alive connection can still arrive then.
     app.lifecycle.beginClosing()

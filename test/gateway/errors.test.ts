@@ -16,11 +16,7 @@ afterEach(() => {
   gw.emulator.reset()
 })
 
-async function post (path: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await request(gw.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-  const json = await res.body.json() as Record<string, unknown>
-  return { status: res.statusCode, headers: res.headers, body: json }
-}
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) => gw.call('POST', path, body, headers)
 
 function expectProblem (res: { status: number, headers: Record<string, unknown>, body: Record<string, unknown> }, status: number, code: string) {
   expect(res.status).toBe(status)

@@ -46,20 +46,7 @@ beforeEach(() => {
   lookups.length = 0
 })
 
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Record<string, unknown>
-}
-
-async function post (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await request(gw.url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body)
-  })
-  return { status: res.statusCode, headers: res.headers, body: await res.body.json() as Record<string, unknown> }
-}
+const post = (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => gw.call('POST', path, body, headers)
 
 const creates = () => gw.emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))
 

@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
 import type { AnySchema, ValidateFunction } from 'ajv'
 import formats from 'ajv-formats'
-import { request } from 'undici'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
@@ -65,19 +64,7 @@ beforeEach(() => {
   gw.emulator.reset()
 })
 
-interface Answer {
-  status: number
-  body: Record<string, unknown>
-}
-
-async function post (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await request(gw.url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body)
-  })
-  return { status: res.statusCode, body: await res.body.json() as Record<string, unknown> }
-}
+const post = (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => gw.call('POST', path, body, headers)
 
 /** The one create that reached the emulator: its path and input, after checking both against the reference. */
 function theCreate (model: ModelId): Record<string, unknown> {

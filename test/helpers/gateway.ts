@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { Writable } from 'node:stream'
+import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import type { AppOverrides } from '../../src/app.ts'
@@ -14,12 +18,20 @@ export interface TestGateway {
   logs: Record<string, unknown>[]
   /** The raw log text, for "this string never appears" checks. */
   logText: () => string
+  /** One HTTP exchange with the gateway; a body is sent as JSON and a JSON answer is parsed. */
+  call: (method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>) => Promise<Answer>
   close: () => Promise<void>
 }
 
+export interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Record<string, unknown> & { [k: string]: any } // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
 /**
- * The gateway on an ephemeral port, talking over HTTP to an emulator of its own on another port.
- * Retry sleeps are recorded and skipped unless `realSleep` is set, so suites stay fast.
+ * The gateway on an ephemeral port, talking over HTTP to an emulator of its own on another port
+ * (time scale 0.02 unless the options say otherwise, so generations take milliseconds).
  */
 export async function startGateway (o: {
   env?: Record<string, string>
@@ -27,6 +39,8 @@ export async function startGateway (o: {
   overrides?: AppOverrides
 } = {}): Promise<TestGateway> {
   const emulator = await startEmulator({ timeScale: 0.02, ...o.emulator })
+  // Each gateway keeps its state and images apart, unless the test names a shared place.
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'fgw-gateway-'))
   const config = loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
@@ -34,6 +48,8 @@ export async function startGateway (o: {
     REPLICATE_API_TOKEN: emulator.token,
     REPLICATE_BASE_URL: emulator.baseUrl,
     READINESS_CACHE_MS: '0',
+    STATE_SQLITE_PATH: ':memory:',
+    IMAGE_STORAGE_DIR: path.join(dataDir, 'images'),
     ...o.env
   })
   const lines: string[] = []
@@ -43,7 +59,9 @@ export async function startGateway (o: {
       cb()
     }
   })
-  const app = await buildApp({ config, overrides: o.overrides }, stream)
+  // Background tracking is off unless a test asks for it, so upstream request counts stay exact.
+  const overrides: AppOverrides = { ...o.overrides, tenancy: { ...o.overrides?.tenancy, service: { background: false, ...o.overrides?.tenancy?.service } } }
+  const app = await buildApp({ config, overrides }, stream)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   if (!address || typeof address === 'string') throw new Error('no address')
@@ -53,9 +71,19 @@ export async function startGateway (o: {
     emulator,
     get logs () { return lines.map((l) => JSON.parse(l) as Record<string, unknown>) },
     logText: () => lines.join('\n'),
+    async call (method, path, body, headers = {}) {
+      const res = await request(`http://127.0.0.1:${address.port}${path}`, {
+        method,
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body)
+      })
+      const text = await res.body.text()
+      return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+    },
     async close () {
       await app.close()
       await emulator.close()
+      rmSync(dataDir, { recursive: true, force: true })
     }
   }
 }

@@ -294,7 +294,7 @@ describe('plans', () => {
     const err = thrown(() => getImageToImageModelForPlan('free'))
     expect(err).toBeInstanceOf(NotInPlanError)
     expect(err).toMatchObject({
-      code: 'not_in_plan',
+      code: 'model_not_in_plan',
       statusCode: 403,
       message: 'The free plan does not include image-to-image; the basic plan and above do.',
       extra: { plan: 'free', feature: 'image-to-image' }
@@ -347,7 +347,7 @@ describe('plans', () => {
     const err = thrown(() => assertModelInPlan('basic', 'flux-1.1-pro'))
     expect(err).toBeInstanceOf(NotInPlanError)
     expect(err).toMatchObject({
-      code: 'not_in_plan',
+      code: 'model_not_in_plan',
       statusCode: 403,
       message: 'The basic plan does not include flux-1.1-pro; it needs the premium plan.',
       extra: { plan: 'basic', model: 'flux-1.1-pro', allowed_models: ['flux-schnell', 'flux-dev'] }
