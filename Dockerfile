@@ -18,6 +18,10 @@ COPY --chown=node:node src ./src
 COPY --chown=node:node plugins ./plugins
 COPY --chown=node:node routes ./routes
 COPY --chown=node:node openapi ./openapi
+# State (SQLite) and kept images live under /app/data by default: writable by the service user, and a
+# volume so they outlive the container. With REDIS_URL and Blob Storage it stays empty.
+RUN mkdir -p /app/data && chown node:node /app/data
+VOLUME ["/app/data"]
 USER node
 EXPOSE 3000
 # Liveness only: it checks nothing outside the process. Orchestrators should use /health/ready for traffic.

@@ -1,6 +1,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
+import { BlobServiceClient, isRestError } from '@azure/storage-blob'
+import type { BlobDownloadResponseParsed } from '@azure/storage-blob'
 
 /**
  * Where kept images live: a local directory by default, Azure Blob Storage when configured. Keys are
@@ -47,25 +49,6 @@ export function createLocalImageStorage (dir: string): ImageStorage {
   }
 }
 
-/** The few calls of @azure/storage-blob we use, so the dependency stays optional and typed. */
-interface BlobClientLike {
-  uploadData: (data: Buffer, opts: { blobHTTPHeaders: { blobContentType: string } }) => Promise<unknown>
-  download: () => Promise<{ readableStreamBody?: NodeJS.ReadableStream, contentLength?: number }>
-}
-interface ContainerClientLike {
-  createIfNotExists: () => Promise<unknown>
-  getBlockBlobClient: (name: string) => BlobClientLike
-}
-interface BlobServiceClientLike {
-  getContainerClient: (name: string) => ContainerClientLike
-}
-interface BlobModuleLike {
-  BlobServiceClient: {
-    new (url: string, credential: unknown): BlobServiceClientLike
-    fromConnectionString: (cs: string) => BlobServiceClientLike
-  }
-}
-
 export interface AzureBlobStorageOptions {
   container: string
   connectionString?: string | undefined
@@ -74,15 +57,13 @@ export interface AzureBlobStorageOptions {
 }
 
 export async function createAzureBlobImageStorage (o: AzureBlobStorageOptions): Promise<ImageStorage> {
-  // A variable specifier keeps the package optional: only deployments that use Blob Storage install it.
-  const moduleName = '@azure/storage-blob'
-  const blob = await import(moduleName) as BlobModuleLike
-  let service: BlobServiceClientLike
+  let service: BlobServiceClient
   if (o.connectionString) {
-    service = blob.BlobServiceClient.fromConnectionString(o.connectionString)
+    service = BlobServiceClient.fromConnectionString(o.connectionString)
   } else if (o.accountUrl) {
+    // Loaded only here: deployments with a connection string never pull in the identity stack.
     const { DefaultAzureCredential } = await import('@azure/identity')
-    service = new blob.BlobServiceClient(o.accountUrl, new DefaultAzureCredential())
+    service = new BlobServiceClient(o.accountUrl, new DefaultAzureCredential())
   } else {
     throw new Error('IMAGE_STORAGE=azure-blob needs IMAGE_STORAGE_AZURE_CONNECTION_STRING or IMAGE_STORAGE_AZURE_ACCOUNT_URL')
   }
@@ -94,14 +75,20 @@ export async function createAzureBlobImageStorage (o: AzureBlobStorageOptions): 
       await container.getBlockBlobClient(checkKey(key)).uploadData(bytes, { blobHTTPHeaders: { blobContentType: contentType } })
     },
     async get (key) {
+      let res: BlobDownloadResponseParsed
       try {
-        const res = await container.getBlockBlobClient(checkKey(key)).download()
-        if (!res.readableStreamBody) return undefined
-        return { body: res.readableStreamBody as Readable, size: res.contentLength ?? 0 }
+        res = await container.getBlockBlobClient(checkKey(key)).download()
       } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return undefined
+        if (isRestError(err) && err.statusCode === 404) return undefined
         throw err
       }
+      if (!res.readableStreamBody) return undefined
+      // Read whole, as the local store does: a download that breaks midway then fails before the reply
+      // has sent a byte, and the length we announce is the length we send.
+      const chunks: Buffer[] = []
+      for await (const chunk of res.readableStreamBody) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+      const bytes = Buffer.concat(chunks)
+      return { body: Readable.from([bytes]), size: bytes.length }
     }
   }
 }
