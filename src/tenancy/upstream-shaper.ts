@@ -37,19 +37,29 @@ export function createUpstreamShaper (store: StateStore, o: UpstreamShaperOption
   return {
     get waiting () { return waiting },
     async acquire (signal) {
-      if (waiting >= o.maxQueue) {
-        throw new AppError('upstream_queue_full', 503, 'Too many generations are waiting for Replicate; try again shortly.', { retry_after: Math.max(1, Math.ceil(o.maxWaitMs / 1000)) })
-      }
-      const take = await store.rateTake(UPSTREAM_CREATE_BUCKET, { perMinute: o.perMinute, burst: o.burst, maxWaitMs: o.maxWaitMs }, now())
-      if (!take.allowed) {
-        throw new AppError('upstream_rate_limited', 429, 'The service is at its Replicate create rate; try again later.', { retry_after: Math.max(1, Math.ceil(take.retryAfterMs / 1000)) })
-      }
-      if (take.waitMs <= 0) return
-      waiting++
+      // A full queue only matters when a wait is needed: then only an immediate slot is asked for.
+      // The place in the queue is held across the store call, so concurrent requests cannot all pass
+      // the bound while the first of them is still asking the store.
+      const queueFull = waiting >= o.maxQueue
+      if (!queueFull) waiting++
+      let holdsPlace = !queueFull
       try {
+        const take = await store.rateTake(UPSTREAM_CREATE_BUCKET, { perMinute: o.perMinute, burst: o.burst, maxWaitMs: queueFull ? 0 : o.maxWaitMs }, now())
+        if (!take.allowed && queueFull) {
+          throw new AppError('upstream_queue_full', 503, 'Too many generations are waiting for Replicate; try again shortly.', { retry_after: Math.max(1, Math.ceil(o.maxWaitMs / 1000)) })
+        }
+        if (!take.allowed) {
+          throw new AppError('upstream_rate_limited', 429, 'The service is at its Replicate create rate; try again later.', { retry_after: Math.max(1, Math.ceil(take.retryAfterMs / 1000)) })
+        }
+        if (take.waitMs <= 0) return
+        if (!holdsPlace) {
+          // Only possible with maxWaitMs 0 asked, which never grants a wait; kept for safety.
+          waiting++
+          holdsPlace = true
+        }
         await sleep(take.waitMs, signal)
       } finally {
-        waiting--
+        if (holdsPlace) waiting--
       }
     }
   }
