@@ -14,7 +14,7 @@ import { createSqliteStore } from '../src/stores/sqlite.ts'
 import type { StateStore } from '../src/stores/types.ts'
 import { createApiKey } from '../src/tenancy/keys.ts'
 
-const USAGE = 'usage: npm run keys -- create --plan free|basic|premium [--budget N] [--period month|total] [--rate N] [--name TEXT] | list | revoke <id>'
+const USAGE = 'usage: npm run keys -- create --plan free|basic|premium|pro [--budget N] [--period month|total] [--rate N] [--name TEXT] | list | revoke <id>'
 
 function positiveInteger (name: string, value: string | undefined): number | null {
   if (value === undefined) return null
