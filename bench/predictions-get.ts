@@ -6,11 +6,12 @@
  * Writes bench/results.json with req/s, p50/p99 latency and the ratios between them. Only loopback
  * is used; every run is bounded in time.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
+import path from 'node:path'
 import autocannon from 'autocannon'
 
 const DURATION_S = Number(process.env.BENCH_DURATION_SECONDS ?? 10)
@@ -80,11 +81,22 @@ async function measure (target: string, url: string, headers: Record<string, str
   }
 }
 
+const dir = await mkdtemp(path.join(os.tmpdir(), 'fgw-bench-'))
 try {
   const [emulatorBase, token] = await start(['bench/servers.ts', 'emulator'])
+  // Production settings, as deployed: state in SQLite, an API key required.
+  const stateEnv = { STATE_SQLITE_PATH: path.join(dir, 'state.sqlite'), IMAGE_STORAGE_DIR: path.join(dir, 'images') }
+  const created = spawnSync(process.execPath, ['--experimental-strip-types', 'scripts/keys.ts', 'create', '--plan', 'premium'], {
+    env: { ...process.env, ...stateEnv },
+    encoding: 'utf8'
+  })
+  const apiKey = /^fgw_\S+$/m.exec(created.stdout)?.[0]
+  if (!apiKey) throw new Error(`could not create an API key: ${created.stderr}`)
+  const auth = { authorization: `Bearer ${apiKey}` }
   const port = await freePort()
   const gateway = `http://127.0.0.1:${port}`
   await start(['src/server.ts'], {
+    ...stateEnv,
     NODE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -92,18 +104,18 @@ try {
     REPLICATE_API_TOKEN: token!,
     REPLICATE_BASE_URL: emulatorBase!
   }, `${gateway}/health/live`)
-  const created = await fetch(`${gateway}/v1/text-to-image`, {
+  const createdPrediction = await fetch(`${gateway}/v1/text-to-image`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...auth },
     body: JSON.stringify({ prompt: 'a benchmark of herons', seed: 1 })
   })
-  const prediction = await created.json() as { id: string, status: string }
+  const prediction = await createdPrediction.json() as { id: string, status: string }
   if (prediction.status !== 'succeeded') throw new Error(`setup prediction did not succeed: ${JSON.stringify(prediction)}`)
   const upstreamDoc = await (await fetch(`${emulatorBase}/predictions/${prediction.id}`, { headers: { authorization: `Bearer ${token}` } })).text()
   const [bare] = await start(['bench/servers.ts', 'bare', upstreamDoc])
 
   const results = [
-    await measure('gateway', `${gateway}/v1/predictions/${prediction.id}`),
+    await measure('gateway', `${gateway}/v1/predictions/${prediction.id}`, auth),
     await measure('emulator', `${emulatorBase}/predictions/${prediction.id}`, { authorization: `Bearer ${token}` }),
     await measure('bare', `${bare}/v1/predictions/${prediction.id}`)
   ]
@@ -121,10 +133,12 @@ try {
       gateway_vs_emulator_p50: ratio(gw.latency_p50_ms, em.latency_p50_ms),
       gateway_vs_emulator_p99: ratio(gw.latency_p99_ms, em.latency_p99_ms)
     },
-    note: 'Every gateway request makes one upstream GET to the emulator, so the gateway cannot exceed the emulator; the ratio shows what the gateway adds on top. All three processes and the load generator share this machine\'s cores.'
+    note: 'The gateway runs as deployed (NODE_ENV=production, SQLite state, an API key checked on every request). A finished prediction is answered from the gateway\'s own store (ownership check, recorded state, kept image URLs) without an upstream call; the emulator and the bare route answer from memory. All processes and the load generator share this machine\'s cores.'
   }
   await writeFile(new URL('./results.json', import.meta.url), `${JSON.stringify(report, null, 2)}\n`)
   console.log(JSON.stringify({ results, ratios: report.ratios }, null, 2))
 } finally {
   for (const child of children) child.kill('SIGTERM')
 }
+await new Promise((resolve) => setTimeout(resolve, 500))
+await rm(dir, { recursive: true, force: true })
