@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import { dayOf, monthOf, roundUsd } from './types.ts'
+import { dayOf, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
   ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec, RateTake,
   ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
@@ -171,15 +171,7 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
   async function balanceOf (keyId: string, budget: Budget | null, now: number): Promise<Balance> {
     const period = budget?.period ?? 'month'
     const h = await redis.hgetall(period === 'month' ? `${p}bal:${keyId}:m:${monthOf(now)}` : `${p}bal:${keyId}:t`)
-    const used = Number(h.used ?? 0)
-    const reserved = Number(h.reserved ?? 0)
-    return {
-      budget_credits: budget?.credits ?? null,
-      period,
-      used_credits: used,
-      reserved_credits: reserved,
-      remaining_credits: budget ? Math.max(0, budget.credits - used - reserved) : null
-    }
+    return toBalance(budget, Number(h.used ?? 0), Number(h.reserved ?? 0))
   }
 
   return {

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import type { SQLInputValue } from 'node:sqlite'
-import { dayOf, gcra, monthOf, roundUsd } from './types.ts'
+import { dayOf, gcra, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
   ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec,
   RateTake, ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
@@ -170,13 +170,7 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
   function balanceOf (keyId: string, budget: Budget | null, now: number): Balance {
     const period = budget?.period ?? 'month'
     const { used, reserved } = held(keyId, period, now)
-    return {
-      budget_credits: budget?.credits ?? null,
-      period,
-      used_credits: used,
-      reserved_credits: reserved,
-      remaining_credits: budget ? Math.max(0, budget.credits - used - reserved) : null
-    }
+    return toBalance(budget, used, reserved)
   }
 
   let closed = false

@@ -94,6 +94,17 @@ export interface Balance {
   remaining_credits: number | null
 }
 
+/** A balance from what a store counted; both stores build it here, so they report it alike. */
+export function toBalance (budget: Budget | null, used: number, reserved: number): Balance {
+  return {
+    budget_credits: budget?.credits ?? null,
+    period: budget?.period ?? 'month',
+    used_credits: used,
+    reserved_credits: reserved,
+    remaining_credits: budget ? Math.max(0, budget.credits - used - reserved) : null
+  }
+}
+
 export type ReserveResult = { ok: true } | { ok: false, balance: Balance }
 
 export interface UsageRow {

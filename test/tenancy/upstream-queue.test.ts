@@ -33,7 +33,7 @@ async function setUp (env: Record<string, string>) {
 
 /** Until this instance has `n` creates waiting for a slot (so the next request meets a known queue). */
 async function waiters (g: TestGateway, n: number): Promise<void> {
-  for (let i = 0; i < 200 && g.app.upstreamShaper.waiting !== n; i++) await sleep(5)
+  for (let i = 0; i < 1000 && g.app.upstreamShaper.waiting !== n; i++) await sleep(5)
   expect(g.app.upstreamShaper.waiting).toBe(n)
 }
 
