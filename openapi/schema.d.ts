@@ -218,6 +218,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks/replicate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Receive a Replicate webhook
+         * @description Called by Replicate, not by API clients, when REPLICATE_WEBHOOKS is on: a finished prediction is finalized at once (images kept, credits settled). Authenticated by its Standard Webhooks signature rather than an API key.
+         */
+        post: operations["receiveReplicateWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1490,6 +1510,104 @@ export interface operations {
             };
             /** @description Rate limited: retry after the Retry-After header. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    receiveReplicateWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Unique per message, the same across retries. */
+                "webhook-id"?: string;
+                /** @description Unix seconds; more than 300 s away from our clock is refused. */
+                "webhook-timestamp"?: string;
+                /** @description Space-separated `v1,<base64 HMAC-SHA256>` entries. */
+                "webhook-signature"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The prediction, as Replicate's `GET /v1/predictions/{id}` returns it. */
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Replicate's prediction id. */
+                    id: string;
+                    /** @description `starting`, `processing`, `succeeded`, `failed` or `canceled`. */
+                    status: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description The prediction ended: it is being finalized. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Nothing to do: a duplicate delivery, a prediction that has not ended, is already final or is not ours. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request: `errors` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The webhook signature is missing or wrong, or its timestamp is stale. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body is not JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service cannot serve right now. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

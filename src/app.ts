@@ -68,6 +68,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
           'config.REPLICATE_API_TOKEN',
           'AZURE_CONTENT_SAFETY_KEY',
           'config.AZURE_CONTENT_SAFETY_KEY',
+          'REPLICATE_WEBHOOK_SECRET',
+          'config.REPLICATE_WEBHOOK_SECRET',
           'req.headers["ocp-apim-subscription-key"]',
           '*.apiKey'
         ],

@@ -76,7 +76,11 @@ export const ConfigSchema = Type.Object({
   IMAGE_STORAGE_AZURE_CONTAINER: Type.String({ minLength: 3, maxLength: 63, default: 'flux-images' }),
   KEPT_IMAGE_MAX_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 20 * 1024 * 1024 }),
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/]+' })),
-  TRACKER_LEASE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 10_000 })
+  TRACKER_LEASE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 10_000 }),
+  /** Ask Replicate to POST each finished prediction to <PUBLIC_BASE_URL>/v1/webhooks/replicate; the tracker then only polls as a fallback. */
+  REPLICATE_WEBHOOKS: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),
+  /** The whsec_… key webhooks are signed with; absent, it is read once from Replicate. */
+  REPLICATE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$' }))
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -149,6 +153,9 @@ function crossFieldProblems (config: Config): Array<{ variable: string, message:
   }
   if (config.MODERATION_PROVIDER === 'azure' && !config.AZURE_CONTENT_SAFETY_ENDPOINT) {
     problems.push({ variable: 'AZURE_CONTENT_SAFETY_ENDPOINT', message: 'is required when MODERATION_PROVIDER is azure' })
+  }
+  if (config.REPLICATE_WEBHOOKS === 'on' && !config.PUBLIC_BASE_URL) {
+    problems.push({ variable: 'PUBLIC_BASE_URL', message: 'is required when REPLICATE_WEBHOOKS is on: Replicate posts to <PUBLIC_BASE_URL>/v1/webhooks/replicate' })
   }
   return problems
 }

@@ -12,6 +12,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     tenant: Tenant
   }
+  interface FastifyContextConfig {
+    /** The route authenticates its callers itself (a signed webhook): no API key, no per-key limit. */
+    public?: boolean
+  }
 }
 
 /** How long "are there any keys?" is trusted before asking the store again. */
@@ -52,7 +56,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
 
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
-    if (route === undefined || !route.startsWith('/v1/')) return
+    if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return
     if (!(await authEnabled())) {
       request.tenant = anonymous
       return

@@ -8,6 +8,7 @@ import { shapeCreates } from '../../src/tenancy/upstream-shaper.ts'
 import type { FetchedImage } from '../../src/net/safe-fetch.ts'
 import { createPredictionService } from '../../src/predictions/service.ts'
 import type { PredictionService, ResolvedImage } from '../../src/predictions/service.ts'
+import { webhookUrl } from '../../src/tenancy/webhook-receiver.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -53,7 +54,8 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
     resolveImage,
     defaultPlan: config.DEFAULT_PLAN,
     cancelAfter: config.REPLICATE_CANCEL_AFTER,
-    log: fastify.log
+    log: fastify.log,
+    ...(config.REPLICATE_WEBHOOKS === 'on' ? { webhook: { url: webhookUrl(config), events: ['completed'] } } : {})
   })
   fastify.decorate('predictions', service)
   fastify.addHook('onClose', async () => {

@@ -8,6 +8,7 @@ import { createAzureBlobImageStorage, createLocalImageStorage } from '../../src/
 import type { ImageStorage } from '../../src/tenancy/image-storage.ts'
 import { createTenantService } from '../../src/tenancy/service.ts'
 import type { TenantService } from '../../src/tenancy/service.ts'
+import { WEBHOOK_GRACE_MS } from '../../src/tenancy/webhook-receiver.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -53,6 +54,8 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     // A dead instance's predictions are picked up by another within about one lease.
     leaseMs: config.TRACKER_LEASE_MS,
     sweepMs: config.TRACKER_LEASE_MS,
+    // With webhooks on, a new prediction's tracker leaves it to the webhook for a minute before polling.
+    webhookGraceMs: config.REPLICATE_WEBHOOKS === 'on' ? WEBHOOK_GRACE_MS : 0,
     ...overrides.tenancy?.service
   })
   fastify.decorate('tenancy', service)

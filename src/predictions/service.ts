@@ -7,7 +7,7 @@ import type { ModerationProvider, ModerationVerdict } from '../moderation/types.
 import type { ReplicateClient } from '../replicate/client.ts'
 import { ReplicateTimeoutError } from '../replicate/errors.ts'
 import { failureError, isSettled, normalizeOutput } from '../replicate/predictions.ts'
-import type { Prediction } from '../replicate/types.ts'
+import type { Prediction, WebhookEvent } from '../replicate/types.ts'
 import type { PublicPrediction } from '../schemas/common.ts'
 import type { ImageToImageRequest, TextToImageRequest } from '../schemas/generation.ts'
 import { createMemoryRecordStore } from './record-store.ts'
@@ -35,6 +35,8 @@ export interface PredictionServiceOptions {
   store?: PredictionRecordStore
   /** Poll cadence of long-polls; the defaults suit Replicate's 3000 reads/min budget. */
   poll?: { initialMs?: number, intervalMs?: number, maxIntervalMs?: number }
+  /** Where Replicate should post each prediction's events, and which; absent: no webhooks. */
+  webhook?: { url: string, events: WebhookEvent[] }
 }
 
 export interface CreateOptions {
@@ -158,6 +160,7 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
     const prediction = await opts.replicate.createPrediction(replicateModel, input, {
       wait: o.waitSeconds ?? undefined,
       cancelAfter: opts.cancelAfter,
+      ...(opts.webhook ? { webhook: opts.webhook.url, webhookEventsFilter: opts.webhook.events } : {}),
       signal: o.signal
     })
     const record: PredictionRecord = { id: prediction.id, model: modelId, createdAt: Date.now(), ...meta }

@@ -89,6 +89,8 @@ export interface ReplicateClient {
   waitForCompletion: (id: string, opts?: WaitOptions) => Promise<Prediction>
   getModel: (ref: string, opts?: CallOptions) => Promise<ModelInfo>
   getAccount: (opts?: CallOptions) => Promise<Account>
+  /** The account's `whsec_…` webhook signing key, read once and then cached (a failed read is retried next time). */
+  getWebhookSecret: () => Promise<string>
   close: () => Promise<void>
 }
 
@@ -340,6 +342,19 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     return res.body as Account
   }
 
+  let webhookSecret: Promise<string> | undefined
+  function getWebhookSecret (): Promise<string> {
+    if (webhookSecret) return webhookSecret
+    const pending = call({ method: 'GET', path: '/webhooks/default/secret', kind: 'idempotent', timeoutMs }).then((res) => {
+      const key = (res.body as { key?: unknown } | undefined)?.key
+      if (typeof key !== 'string' || !key.startsWith('whsec_')) throw new ReplicateApiError(res.status, { title: 'Unexpected webhook secret', detail: 'The answer carries no whsec_ key.' })
+      return key
+    })
+    webhookSecret = pending
+    pending.catch(() => { if (webhookSecret === pending) webhookSecret = undefined })
+    return pending
+  }
+
   return {
     baseUrl,
     createPrediction,
@@ -348,6 +363,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     waitForCompletion,
     getModel,
     getAccount,
+    getWebhookSecret,
     close: () => pool.close()
   }
 }

@@ -6,6 +6,8 @@ import { toPublicPrediction } from '../predictions/service.ts'
 import type { CreateOptions, CreateResult, PredictionService } from '../predictions/service.ts'
 import type { ReplicateClient } from '../replicate/client.ts'
 import { ReplicateApiError, ReplicateTimeoutError } from '../replicate/errors.ts'
+import { abortableSleep } from '../replicate/retry.ts'
+import type { Prediction } from '../replicate/types.ts'
 import type { FetchedImage } from '../net/safe-fetch.ts'
 import type { PublicPrediction } from '../schemas/common.ts'
 import type { ImageToImageRequest, TextToImageRequest, Warning } from '../schemas/generation.ts'
@@ -41,6 +43,11 @@ export interface TenantServiceOptions {
   poll?: { initialMs?: number, intervalMs?: number, maxIntervalMs?: number }
   /** Follow unfinished predictions in the background (default). Off, they are finalized when read. */
   background?: boolean
+  /**
+   * When creates ask Replicate for a webhook: how long the tracker of a new prediction waits for it before
+   * polling. 0 (default) polls at once.
+   */
+  webhookGraceMs?: number
   now?: () => number
 }
 
@@ -64,6 +71,11 @@ export interface TenantService {
   cancel: (tenant: Tenant, id: string, o: { baseUrl: string, signal?: AbortSignal }) => Promise<PublicPrediction>
   image: (tenant: Tenant, id: string, index: number) => Promise<{ body: NodeJS.ReadableStream, size: number, contentType: string }>
   usage: (tenant: Tenant, days: number) => Promise<UsageSummary>
+  /**
+   * A prediction's state as Replicate reported it (a verified webhook). A terminal one we own and have not
+   * finalized is finalized in the background and its tracker stopped; anything else is ignored.
+   */
+  onUpstreamUpdate: (prediction: Prediction) => Promise<'finalizing' | 'ignored'>
   /** Starts tracking every unfinished prediction in the store; resolves with how many. */
   resume: () => Promise<number>
   /** Resolves when nothing is being finalized (tests and shutdown). */
@@ -170,13 +182,18 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
   }
 
   /** Follows one prediction upstream until it ends, holding a lease so one instance does it at a time. */
-  function track (entry: PredictionEntry): void {
+  function track (entry: PredictionEntry, graceMs = 0): void {
     if (closed || opts.background === false || tracking.has(entry.id)) return
     const controller = new AbortController()
     tracking.set(entry.id, controller)
     const lease = `track:${entry.id}`
     void (async () => {
       try {
+        if (graceMs > 0) {
+          // A webhook usually ends the prediction first (and aborts this wait); the poll below is the fallback.
+          await abortableSleep(graceMs, controller.signal)
+          if ((await store.getPrediction(entry.id))?.finalized) return
+        }
         while (!closed && !controller.signal.aborted) {
           if (!(await store.lease(lease, instanceId, leaseMs, now()))) return
           let settled
@@ -251,7 +268,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     }
     await store.putPrediction(entry)
     if (TERMINAL.has(pub.status)) entry = await finalize(entry, pub)
-    else track(entry)
+    else track(entry, opts.webhookGraceMs)
     return { prediction: present(entry, pub, o.baseUrl), settled: result.settled }
   }
 
@@ -307,6 +324,18 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
         by_model: Object.entries(report.byModel).sort(([a], [b]) => a.localeCompare(b)).map(([model, row]) => ({ model, ...row })),
         by_day: Object.entries(report.byDay).sort(([a], [b]) => a.localeCompare(b)).map(([date, row]) => ({ date, ...row }))
       }
+    },
+
+    async onUpstreamUpdate (prediction) {
+      // Only an end is acted on: webhooks come twice or out of order, and an earlier state adds nothing.
+      if (!TERMINAL.has(prediction.status)) return 'ignored'
+      const entry = await store.getPrediction(prediction.id)
+      if (!entry || entry.finalized) return 'ignored'
+      tracking.get(entry.id)?.abort(new Error('finished upstream'))
+      finalize(entry, toPublicPrediction(prediction, recordOf(entry))).catch((err: unknown) => {
+        log.error({ err, predictionId: entry.id }, 'finalizing a prediction failed')
+      })
+      return 'finalizing'
     },
 
     async resume () {

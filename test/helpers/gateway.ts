@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
@@ -37,7 +39,10 @@ export async function startGateway (o: {
   env?: Record<string, string>
   emulator?: EmulatorOptions
   overrides?: AppOverrides
+  /** Listen on a free port chosen first and set PUBLIC_BASE_URL to it (webhooks need the URL in config). */
+  selfBaseUrl?: boolean
 } = {}): Promise<TestGateway> {
+  const port = o.selfBaseUrl ? await freePort() : 0
   const emulator = await startEmulator({ timeScale: 0.02, ...o.emulator })
   // Each gateway keeps its state and images apart, unless the test names a shared place.
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fgw-gateway-'))
@@ -50,6 +55,7 @@ export async function startGateway (o: {
     READINESS_CACHE_MS: '0',
     STATE_SQLITE_PATH: ':memory:',
     IMAGE_STORAGE_DIR: path.join(dataDir, 'images'),
+    ...(o.selfBaseUrl ? { PUBLIC_BASE_URL: `http://127.0.0.1:${port}` } : {}),
     ...o.env
   })
   const lines: string[] = []
@@ -62,7 +68,7 @@ export async function startGateway (o: {
   // Background tracking is off unless a test asks for it, so upstream request counts stay exact.
   const overrides: AppOverrides = { ...o.overrides, tenancy: { ...o.overrides?.tenancy, service: { background: false, ...o.overrides?.tenancy?.service } } }
   const app = await buildApp({ config, overrides }, stream)
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   if (!address || typeof address === 'string') throw new Error('no address')
   return {
@@ -86,4 +92,12 @@ export async function startGateway (o: {
       rmSync(dataDir, { recursive: true, force: true })
     }
   }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }
