@@ -75,7 +75,8 @@ async function run (store: StateStore, argv: string[]): Promise<void> {
 
 let store: StateStore | undefined
 try {
-  const config = loadConfig()
+  // Keys live in the store alone: managing them needs no Replicate token, even in production.
+  const config = loadConfig(process.env, { serving: false })
   store = config.REDIS_URL
     ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
     : createSqliteStore({ path: config.STATE_SQLITE_PATH })

@@ -95,8 +95,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads the settings from `env` (process.env by default); throws ConfigError naming each bad variable. */
-export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
+/**
+ * Reads the settings from `env` (process.env by default); throws ConfigError naming each bad variable.
+ * `serving: false` is for tools that never call Replicate (the keys command): they need no token.
+ */
+export function loadConfig (env: Record<string, string | undefined> = process.env, opts: { serving?: boolean } = {}): Config {
   const raw: Record<string, unknown> = {}
   for (const key of Object.keys(ConfigSchema.properties)) {
     const value = env[key]
@@ -116,7 +119,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     throw new ConfigError([...problems].map(([variable, message]) => ({ variable, message })))
   }
   const config = converted as Config
-  const problems = crossFieldProblems(config)
+  const problems = crossFieldProblems(config, opts.serving ?? true)
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }
@@ -136,7 +139,7 @@ function inferProviders (raw: Record<string, unknown>): { problem?: { variable: 
   return {}
 }
 
-function crossFieldProblems (config: Config): Array<{ variable: string, message: string }> {
+function crossFieldProblems (config: Config, serving: boolean): Array<{ variable: string, message: string }> {
   const problems: Array<{ variable: string, message: string }> = []
   const provider = config.REPLICATE_TOKEN_PROVIDER
   if (provider === 'file' && !config.REPLICATE_API_TOKEN_FILE) {
@@ -145,7 +148,7 @@ function crossFieldProblems (config: Config): Array<{ variable: string, message:
   if (provider === 'azure-key-vault' && !config.AZURE_KEY_VAULT_URL) {
     problems.push({ variable: 'AZURE_KEY_VAULT_URL', message: 'is required when REPLICATE_TOKEN_PROVIDER is azure-key-vault' })
   }
-  if (provider === 'env' && !config.REPLICATE_API_TOKEN && config.NODE_ENV === 'production') {
+  if (serving && provider === 'env' && !config.REPLICATE_API_TOKEN && config.NODE_ENV === 'production') {
     problems.push({
       variable: 'REPLICATE_API_TOKEN',
       message: 'is required in production (the local Replicate emulator only runs outside production), unless the token comes from REPLICATE_API_TOKEN_FILE or AZURE_KEY_VAULT_URL'

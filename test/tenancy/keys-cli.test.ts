@@ -143,4 +143,10 @@ describe('npm run keys', () => {
     expect(run.stdout).toBe('')
     expect((await keys('list')).stdout).toBe(before)
   })
+
+  it('works in production without a Replicate token: keys live in the store alone', async () => {
+    const run = await keysWith({ NODE_ENV: 'production' }, 'list')
+    expect(run.code).toBe(0)
+    expect(run.stderr).toBe('')
+  })
 })
