@@ -45,6 +45,9 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   }
 
   const enabled = await authEnabled()
+  // In production authentication never turns off, not even when every key has been revoked since
+  // start-up: then every call is refused, rather than every caller let in.
+  const alwaysOn = config.NODE_ENV === 'production'
   if (!enabled) {
     if (config.NODE_ENV === 'production') {
       throw new Error('No API keys exist: refusing to start in production without authentication. Create one with `npm run keys -- create --plan basic`.')
@@ -57,7 +60,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
     if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return
-    if (!(await authEnabled())) {
+    if (!alwaysOn && !(await authEnabled())) {
       request.tenant = anonymous
       return
     }
