@@ -1,8 +1,15 @@
 import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../src/config.ts'
+import { readFileSync } from 'node:fs'
+import { ConfigError, ConfigSchema, loadConfig } from '../src/config.ts'
 
 describe('config', () => {
+  it('.env.example documents every setting', () => {
+    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
+    const documented = new Set([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]))
+    expect(Object.keys(ConfigSchema.properties).filter((k) => !documented.has(k))).toEqual([])
+  })
+
   it('has working defaults', () => {
     const c = loadConfig({})
     expect(c).toMatchObject({ PORT: 3000, HOST: '127.0.0.1', SYNC_WAIT_SECONDS: 60, DEFAULT_PLAN: 'free', REPLICATE_BASE_URL: 'https://api.replicate.com/v1', LOG_LEVEL: 'info' })
