@@ -77,6 +77,8 @@ export const ConfigSchema = Type.Object({
   KEPT_IMAGE_MAX_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 20 * 1024 * 1024 }),
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/]+' })),
   TRACKER_LEASE_MS: Type.Integer({ minimum: 1_000, maximum: 300_000, default: 10_000 }),
+  /** Age after which a create left unrecorded by a dead process is looked for upstream (longer than any create can take). */
+  CREATE_RECONCILE_AFTER_MS: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 150_000 }),
   /** Ask Replicate to POST each finished prediction to <PUBLIC_BASE_URL>/v1/webhooks/replicate; the tracker then only polls as a fallback. */
   REPLICATE_WEBHOOKS: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),
   /** The whsec_… key webhooks are signed with; absent, it is read once from Replicate. */

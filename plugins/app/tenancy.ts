@@ -54,6 +54,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     // A dead instance's predictions are picked up by another within about one lease.
     leaseMs: config.TRACKER_LEASE_MS,
     sweepMs: config.TRACKER_LEASE_MS,
+    reconcileAfterMs: config.CREATE_RECONCILE_AFTER_MS,
     // With webhooks on, a new prediction's tracker leaves it to the webhook for a minute before polling.
     webhookGraceMs: config.REPLICATE_WEBHOOKS === 'on' ? WEBHOOK_GRACE_MS : 0,
     ...overrides.tenancy?.service

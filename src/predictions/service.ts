@@ -44,6 +44,8 @@ export interface CreateOptions {
   waitSeconds: number | null
   signal?: AbortSignal
   log?: FastifyBaseLogger
+  /** Runs after every check, right before the create is sent, with exactly what will be sent; a throw stops the create. */
+  beforeCreate?: (info: { replicateModel: string, input: Record<string, unknown>, warnings: unknown[] }) => Promise<void>
 }
 
 export interface CreateResult {
@@ -157,6 +159,7 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
 
   async function submit (modelId: string, replicateModel: string, input: Record<string, unknown>, meta: Pick<PredictionRecord, 'creditsPerImage' | 'numImages' | 'warnings'>, o: CreateOptions): Promise<CreateResult> {
     const log = o.log ?? opts.log
+    await o.beforeCreate?.({ replicateModel, input, warnings: meta.warnings })
     const prediction = await opts.replicate.createPrediction(replicateModel, input, {
       wait: o.waitSeconds ?? undefined,
       cancelAfter: opts.cancelAfter,

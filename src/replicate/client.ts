@@ -77,6 +77,13 @@ export interface WaitOptions {
   onPoll?: (prediction: Prediction, delayMs: number | null) => void
 }
 
+export interface ListPredictionsOptions extends CallOptions {
+  /** Inclusive lower bound on `created_at`. */
+  createdAfter?: Date
+  /** Exclusive upper bound on `created_at`. */
+  createdBefore?: Date
+}
+
 export interface CallOptions {
   signal?: AbortSignal
 }
@@ -86,6 +93,8 @@ export interface ReplicateClient {
   createPrediction: (model: string, input: Record<string, unknown>, opts?: CreatePredictionOptions) => Promise<Prediction>
   getPrediction: (id: string, opts?: CallOptions) => Promise<Prediction>
   cancelPrediction: (id: string, opts?: CallOptions) => Promise<Prediction>
+  /** Every prediction of the account created in the window, newest first, across all pages. */
+  listPredictions: (opts?: ListPredictionsOptions) => Promise<Prediction[]>
   waitForCompletion: (id: string, opts?: WaitOptions) => Promise<Prediction>
   getModel: (ref: string, opts?: CallOptions) => Promise<ModelInfo>
   getAccount: (opts?: CallOptions) => Promise<Account>
@@ -95,6 +104,8 @@ export interface ReplicateClient {
 }
 
 const MAX_SYNC_WAIT_SECONDS = 60
+/** A bound on cursor-following, against a server that never stops answering with a `next`. */
+const MAX_LIST_PAGES = 200
 const MIN_CANCEL_AFTER_SECONDS = 5
 
 function cancelAfterHeader (value: number | string): string {
@@ -249,6 +260,31 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     return res.body as Prediction
   }
 
+  async function listPredictions (o: ListPredictionsOptions = {}): Promise<Prediction[]> {
+    const query = new URLSearchParams()
+    if (o.createdAfter) query.set('created_after', o.createdAfter.toISOString())
+    if (o.createdBefore) query.set('created_before', o.createdBefore.toISOString())
+    let path: string | null = `/predictions${query.size > 0 ? `?${query}` : ''}`
+    const all: Prediction[] = []
+    for (let page = 0; path !== null && page < MAX_LIST_PAGES; page++) {
+      const res = await call({ method: 'GET', path, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+      const body = (res.body ?? {}) as { results?: Prediction[], next?: string | null }
+      all.push(...(body.results ?? []))
+      path = null
+      if (body.next) {
+        const next = new URL(body.next, url)
+        // The token goes only where the client was pointed.
+        if (next.origin !== url.origin || !next.pathname.startsWith(`${basePath}/`)) {
+          throw new ReplicateApiError(res.status, { title: 'Unexpected next page', detail: `The list points elsewhere: ${next.origin}${next.pathname}` })
+        }
+        path = next.pathname.slice(basePath.length) + next.search
+      }
+    }
+    // A cut-off listing would read as "not there"; better no answer.
+    if (path !== null) throw new ReplicateApiError(200, { title: 'Too many pages', detail: `The list goes on past ${MAX_LIST_PAGES} pages; narrow the window.` })
+    return all
+  }
+
   async function createPrediction (model: string, input: Record<string, unknown>, o: CreatePredictionOptions = {}): Promise<Prediction> {
     const [owner, name, ...rest] = model.split('/')
     if (!owner || !name || rest.length > 0) throw new TypeError(`model must be "owner/name", got "${model}"`)
@@ -360,6 +396,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     createPrediction,
     getPrediction,
     cancelPrediction,
+    listPredictions,
     waitForCompletion,
     getModel,
     getAccount,

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import { dayOf, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
-  ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec, RateTake,
+  ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec, RateTake,
   ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
 } from './types.ts'
 
@@ -213,6 +213,20 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       if (ids.length === 0) return []
       const docs = await redis.mget(ids.map((id) => `${p}pred:${id}`))
       return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as PredictionEntry).filter((e) => !e.finalized)
+    },
+
+    async putPendingCreate (pc) {
+      await redis.multi().set(`${p}pending:${pc.ledgerId}`, JSON.stringify(pc)).zadd(`${p}pending:all`, pc.createdAt, pc.ledgerId).exec()
+    },
+    async deletePendingCreate (ledgerId) {
+      const res = await redis.multi().del(`${p}pending:${ledgerId}`).zrem(`${p}pending:all`, ledgerId).exec()
+      return Number(res?.[0]?.[1] ?? 0) > 0
+    },
+    async listPendingCreates (olderThan) {
+      const ids = await redis.zrangebyscore(`${p}pending:all`, '-inf', `(${olderThan}`)
+      if (ids.length === 0) return []
+      const docs = await redis.mget(ids.map((id) => `${p}pending:${id}`))
+      return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as PendingCreate)
     },
 
     async reserve (req: ReserveRequest): Promise<ReserveResult> {

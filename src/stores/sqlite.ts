@@ -4,7 +4,7 @@ import { DatabaseSync } from 'node:sqlite'
 import type { SQLInputValue } from 'node:sqlite'
 import { dayOf, gcra, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
-  ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec,
+  ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec,
   RateTake, ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
 } from './types.ts'
 
@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS predictions (
   doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_unfinalized ON predictions (finalized, created_at);
+CREATE TABLE IF NOT EXISTS pending_creates (
+  ledger_id TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_creates_created ON pending_creates (created_at);
 CREATE TABLE IF NOT EXISTS ledger (
   id TEXT PRIMARY KEY,
   key_id TEXT NOT NULL,
@@ -123,6 +129,10 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
       ON CONFLICT (id) DO UPDATE SET finalized = excluded.finalized, doc = excluded.doc`),
     getPrediction: db.prepare('SELECT doc FROM predictions WHERE id = ?'),
     listUnfinalized: db.prepare('SELECT doc FROM predictions WHERE finalized = 0 ORDER BY created_at, id'),
+    putPending: db.prepare(`INSERT INTO pending_creates (ledger_id, created_at, doc) VALUES (?, ?, ?)
+      ON CONFLICT (ledger_id) DO UPDATE SET created_at = excluded.created_at, doc = excluded.doc`),
+    deletePending: db.prepare('DELETE FROM pending_creates WHERE ledger_id = ?'),
+    listPending: db.prepare('SELECT doc FROM pending_creates WHERE created_at < ? ORDER BY created_at, ledger_id'),
     heldInMonth: db.prepare(`SELECT COALESCE(SUM(CASE WHEN state = 'settled' THEN credits ELSE 0 END), 0) AS used,
       COALESCE(SUM(CASE WHEN state = 'reserved' THEN credits ELSE 0 END), 0) AS reserved FROM ledger WHERE key_id = ? AND month = ?`),
     heldInTotal: db.prepare(`SELECT COALESCE(SUM(CASE WHEN state = 'settled' THEN credits ELSE 0 END), 0) AS used,
@@ -204,6 +214,16 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async listUnfinalized () {
       return (q.listUnfinalized.all() as Row[]).map((r) => JSON.parse(String(r.doc)) as PredictionEntry)
+    },
+
+    async putPendingCreate (pc) {
+      q.putPending.run(pc.ledgerId, pc.createdAt, JSON.stringify(pc))
+    },
+    async deletePendingCreate (ledgerId) {
+      return Number(q.deletePending.run(ledgerId).changes) > 0
+    },
+    async listPendingCreates (olderThan) {
+      return (q.listPending.all(olderThan) as Row[]).map((r) => JSON.parse(String(r.doc)) as PendingCreate)
     },
 
     async reserve (req: ReserveRequest): Promise<ReserveResult> {

@@ -51,6 +51,26 @@ export interface PredictionEntry {
   kept: KeptImage[]
 }
 
+/**
+ * A create about to be sent upstream, written before it goes and deleted once the prediction is recorded
+ * (or the create failed). One left behind means the process died while the create was in flight: the
+ * prediction, if it reached Replicate, is found again by its model and input.
+ */
+export interface PendingCreate {
+  /** The ledger entry holding the credits; names the record. */
+  ledgerId: string
+  owner: string
+  /** Our model id. */
+  model: string
+  replicateModel: string
+  /** sha256 of the canonical JSON of the exact input sent. */
+  inputHash: string
+  numImages: number
+  creditsPerImage: number
+  warnings?: unknown[]
+  createdAt: number
+}
+
 export type LedgerState = 'reserved' | 'settled' | 'released'
 
 export interface LedgerEntry {
@@ -166,6 +186,12 @@ export interface StateStore {
   getPrediction: (id: string) => Promise<PredictionEntry | undefined>
   /** Every prediction not yet finalized, oldest first. */
   listUnfinalized: () => Promise<PredictionEntry[]>
+
+  putPendingCreate: (pending: PendingCreate) => Promise<void>
+  /** False when there was no such record (already deleted). */
+  deletePendingCreate: (ledgerId: string) => Promise<boolean>
+  /** Pending creates written before `olderThan` (ms epoch), oldest first. */
+  listPendingCreates: (olderThan: number) => Promise<PendingCreate[]>
 
   /** Holds credits against the key's budget, atomically: concurrent reserves never overspend it. */
   reserve: (req: ReserveRequest) => Promise<ReserveResult>

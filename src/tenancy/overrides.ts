@@ -6,5 +6,5 @@ import type { TenantServiceOptions } from './service.ts'
 export interface TenancyOverrides {
   store?: StateStore
   images?: ImageStorage
-  service?: Pick<TenantServiceOptions, 'instanceId' | 'leaseMs' | 'sweepMs' | 'poll' | 'background' | 'webhookGraceMs' | 'now'>
+  service?: Pick<TenantServiceOptions, 'instanceId' | 'leaseMs' | 'sweepMs' | 'poll' | 'background' | 'webhookGraceMs' | 'reconcileAfterMs' | 'now'>
 }

@@ -13,6 +13,7 @@ import type { PublicPrediction } from '../schemas/common.ts'
 import type { ImageToImageRequest, TextToImageRequest, Warning } from '../schemas/generation.ts'
 import type { Balance, KeptImage, PredictionEntry, StateStore, UsageRow } from '../stores/types.ts'
 import type { ImageStorage } from './image-storage.ts'
+import { createPendingReconciler, inputHash } from './pending-creates.ts'
 import type { Tenant } from './tenant.ts'
 
 /**
@@ -48,6 +49,11 @@ export interface TenantServiceOptions {
    * polling. 0 (default) polls at once.
    */
   webhookGraceMs?: number
+  /**
+   * Age after which a create left unrecorded (its process died during it) is looked for upstream: longer than
+   * any create can take. Default 150 s.
+   */
+  reconcileAfterMs?: number
   now?: () => number
 }
 
@@ -76,7 +82,10 @@ export interface TenantService {
    * finalized is finalized in the background and its tracker stopped; anything else is ignored.
    */
   onUpstreamUpdate: (prediction: Prediction) => Promise<'finalizing' | 'ignored'>
-  /** Starts tracking every unfinished prediction in the store; resolves with how many. */
+  /**
+   * Starts tracking every unfinished prediction in the store; resolves with how many. Creates a dead process
+   * left unrecorded are reconciled in the background, here and at every sweep.
+   */
   resume: () => Promise<number>
   /** Resolves when nothing is being finalized (tests and shutdown). */
   idle: () => Promise<void>
@@ -110,6 +119,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
   const finalizing = new Map<string, Promise<PredictionEntry>>()
   let closed = false
   let sweepTimer: NodeJS.Timeout | undefined
+  const reconcileAbort = new AbortController()
+  let reconciling: Promise<unknown> | undefined
 
   function present (entry: PredictionEntry, pub: PublicPrediction, baseUrl: string): PublicPrediction {
     const kept = entry.kept.length > 0 && pub.status === 'succeeded'
@@ -233,6 +244,48 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     })()
   }
 
+  const reconciler = createPendingReconciler({
+    store,
+    replicate: opts.replicate,
+    log,
+    instanceId,
+    leaseMs,
+    afterMs: opts.reconcileAfterMs ?? 150_000,
+    now,
+    async adopt (pending, found) {
+      const prediction = await opts.replicate.getPrediction(found.id, { signal: reconcileAbort.signal })
+      const warnings = (pending.warnings ?? []) as Warning[]
+      const pub = toPublicPrediction(prediction, { id: prediction.id, model: pending.model, creditsPerImage: pending.creditsPerImage, numImages: pending.numImages, warnings, createdAt: pending.createdAt })
+      const entry: PredictionEntry = {
+        id: prediction.id,
+        owner: pending.owner,
+        model: pending.model,
+        creditsPerImage: pending.creditsPerImage,
+        numImages: pending.numImages,
+        warnings,
+        createdAt: pending.createdAt,
+        ledgerId: pending.ledgerId,
+        last: pub,
+        finalized: false,
+        kept: []
+      }
+      await store.putPrediction(entry)
+      if (TERMINAL.has(pub.status)) {
+        finalize(entry, pub).catch((err: unknown) => { log.error({ err, predictionId: entry.id }, 'finalizing a prediction failed') })
+      } else {
+        track(entry)
+      }
+    }
+  })
+
+  /** One reconciliation at a time on this instance, in the background: a slow upstream must not hold up the start. */
+  function reconcilePending (): void {
+    if (closed || reconciling) return
+    reconciling = reconciler.run(reconcileAbort.signal)
+      .catch((err: unknown) => { if (!reconcileAbort.signal.aborted) log.warn({ err }, 'reconciling interrupted creates failed; retried at the next sweep') })
+      .finally(() => { reconciling = undefined })
+  }
+
   async function create (tenant: Tenant, kind: 't2i' | 'i2i', body: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
     const modelId = body.model ?? (kind === 't2i' ? getModelForPlan(tenant.plan) : getImageToImageModelForPlan(tenant.plan))
     if (!tenant.anonymous) assertModelInPlan(tenant.plan, modelId)
@@ -242,14 +295,40 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     const ledgerId = randomUUID()
     const reserved = await store.reserve({ id: ledgerId, keyId: tenant.id, model: spec.id, credits, usd: spec.usdPerImage * numImages, images: numImages, budget: tenant.budget, now: now() })
     if (!reserved.ok) throw new InsufficientCreditsError(credits, reserved.balance)
+    let pendingWritten = false
+    const forgetPending = (): void => {
+      if (!pendingWritten) return
+      // Left behind, the record is reconciled later: the ledger entry or the prediction record says it is done.
+      store.deletePendingCreate(ledgerId).catch((err: unknown) => log.warn({ err, ledgerId }, 'could not delete a pending-create record'))
+    }
+    const inner: CreateOptions = {
+      ...o,
+      beforeCreate: async (info) => {
+        await o.beforeCreate?.(info)
+        // Should this process die during the create (a sync one takes up to a minute), this record lets a restart find the prediction.
+        await store.putPendingCreate({
+          ledgerId,
+          owner: tenant.id,
+          model: spec.id,
+          replicateModel: info.replicateModel,
+          inputHash: inputHash(info.input),
+          numImages,
+          creditsPerImage: spec.creditsPerImage,
+          warnings: info.warnings,
+          createdAt: now()
+        })
+        pendingWritten = true
+      }
+    }
     let result: CreateResult
     try {
       result = kind === 't2i'
-        ? await opts.inner.createTextToImage({ ...(body as TextToImageRequest), model: spec.id }, o)
-        : await opts.inner.createImageToImage({ ...(body as ImageToImageRequest), model: spec.id }, o)
+        ? await opts.inner.createTextToImage({ ...(body as TextToImageRequest), model: spec.id }, inner)
+        : await opts.inner.createImageToImage({ ...(body as ImageToImageRequest), model: spec.id }, inner)
     } catch (err) {
       // Refused before or by the model (moderation, content safety, a failed create): nothing is owed.
       await store.release(ledgerId, now())
+      forgetPending()
       throw err
     }
     const pub = result.prediction
@@ -267,12 +346,14 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       kept: []
     }
     await store.putPrediction(entry)
+    forgetPending()
     if (TERMINAL.has(pub.status)) entry = await finalize(entry, pub)
     else track(entry, opts.webhookGraceMs)
     return { prediction: present(entry, pub, o.baseUrl), settled: result.settled }
   }
 
   async function sweep (): Promise<number> {
+    reconcilePending()
     const open = await store.listUnfinalized()
     for (const entry of open) track(entry)
     return open.length
@@ -357,7 +438,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       closed = true
       clearInterval(sweepTimer)
       for (const c of tracking.values()) c.abort(new Error('closing'))
-      await Promise.allSettled([...finalizing.values()])
+      reconcileAbort.abort(new Error('closing'))
+      await Promise.allSettled([...finalizing.values(), reconciling])
     }
   }
 }

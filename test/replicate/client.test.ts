@@ -105,6 +105,28 @@ describe('requests', () => {
   })
 })
 
+describe('listing predictions', () => {
+  it('follows the next cursors across pages, keeps to the created window, and retries a failed page', async () => {
+    const small = await startEmulator({ timeScale: 0.02, listPageSize: 2 })
+    const c = createReplicateClient({ token: small.token, baseUrl: small.baseUrl, random: () => 0, sleep: async () => {} })
+    try {
+      const made = []
+      for (let i = 0; i < 5; i++) made.push(await c.createPrediction(SCHNELL, { prompt: `listed ${i}` }))
+      small.inject({ kind: 'status', status: 503, method: 'GET', path: '/v1/predictions' })
+      const all = await c.listPredictions({ createdAfter: new Date(Date.now() - 60_000), createdBefore: new Date(Date.now() + 60_000) })
+      expect(all.map((p) => p.id)).toEqual(made.map((p) => p.id).reverse())
+      const pages = small.requests.filter((r) => r.method === 'GET' && r.path === '/v1/predictions')
+      // Three pages, the first twice.
+      expect(pages).toHaveLength(4)
+      expect(pages.every((r) => r.url.includes('created_after='))).toBe(true)
+      expect(await c.listPredictions({ createdBefore: new Date(Date.parse(made[0]!.created_at)) })).toEqual([])
+    } finally {
+      await c.close()
+      await small.close()
+    }
+  })
+})
+
 describe('errors', () => {
   it('a bad token is an auth error (401), not retried', async () => {
     const { c, delays } = client({ token: 'r8_wrong' })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ApiKeyRecord, PredictionEntry, StateStore } from '../../src/stores/types.ts'
+import type { ApiKeyRecord, PendingCreate, PredictionEntry, StateStore } from '../../src/stores/types.ts'
 
 /** One behaviour for every store: the SQLite and Redis suites both run this. */
 export function storeConformance (name: string, open: () => Promise<StateStore>): void {
@@ -42,6 +42,21 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect((await s.listUnfinalized()).map((e) => e.id)).toEqual(['p2'])
       expect(await s.getPrediction('p1')).toMatchObject({ owner: 'k1', finalized: true, kept: [{ key: 'p1/0.webp', size: 10 }] })
       expect(await s.getPrediction('zz')).toBeUndefined()
+    }))
+
+    it('pending creates: put, list those older than a time oldest first, delete once', () => withStore(async (s) => {
+      const pending = (ledgerId: string, createdAt: number): PendingCreate => ({
+        ledgerId, owner: 'k1', model: 'flux-schnell', replicateModel: 'black-forest-labs/flux-schnell', inputHash: `h-${ledgerId}`, numImages: 2, creditsPerImage: 1, warnings: [{ code: 'w' }], createdAt
+      })
+      await s.putPendingCreate(pending('c', T0 + 3))
+      await s.putPendingCreate(pending('b', T0 + 2))
+      await s.putPendingCreate(pending('a', T0 + 1))
+      expect(await s.listPendingCreates(T0 + 3)).toEqual([pending('a', T0 + 1), pending('b', T0 + 2)])
+      expect(await s.listPendingCreates(T0)).toEqual([])
+      expect(await s.deletePendingCreate('a')).toBe(true)
+      expect(await s.deletePendingCreate('a')).toBe(false)
+      expect(await s.deletePendingCreate('zz')).toBe(false)
+      expect((await s.listPendingCreates(T0 + 10)).map((p) => p.ledgerId)).toEqual(['b', 'c'])
     }))
 
     it('ledger: reserve, settle exactly once, release exactly once, balance and usage', () => withStore(async (s) => {
