@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { AppError } from '../errors.ts'
-import { MODELS, calculateCost, getImageToImageModelForPlan, getModelForPlan, isModelId } from '../models/catalog.ts'
-import type { ModelSpec } from '../models/catalog.ts'
+import { calculateCost, findCatalogModel, findModelByReplicateRef, getImageToImageModelForPlan, getModelForPlan } from '../models/catalog.ts'
 import { mapImageToImage, mapTextToImage } from '../models/mapping.ts'
 import type { ModerationProvider, ModerationVerdict } from '../moderation/types.ts'
 import type { ReplicateClient } from '../replicate/client.ts'
@@ -93,13 +92,8 @@ function costCredits (p: Prediction, record: Pick<PredictionRecord, 'creditsPerI
   return record.creditsPerImage * record.numImages
 }
 
-function catalogModelOf (p: Prediction, record: PredictionRecord | undefined): ModelSpec | undefined {
-  if (record && isModelId(record.model)) return MODELS[record.model]
-  return Object.values(MODELS).find((m) => m.replicateModel === p.model)
-}
-
 export function toPublicPrediction (p: Prediction, record: PredictionRecord | undefined): PublicPrediction {
-  const catalogModel = catalogModelOf(p, record)
+  const catalogModel = record ? findCatalogModel(record.model) : findModelByReplicateRef(p.model)
   // Without our record (another instance made it, or it aged out) the quote is rebuilt from the catalog.
   const facts = record ?? { creditsPerImage: catalogModel?.creditsPerImage ?? 0, numImages: Number(p.input?.num_outputs ?? 1) || 1 }
   const output = normalizeOutput(p.output)

@@ -27,11 +27,7 @@ afterAll(async () => {
   await cs.close()
 })
 beforeEach(() => {
-  cs.fault = undefined
-  cs.requests.length = 0
-  cs.textRules.clear()
-  cs.blocklists.clear()
-  cs.imageRule = () => ({})
+  cs.reset()
   cs.textRules.set('lantern', { Violence: 3 }) // scored 2: "low"
   cs.textRules.set('crossbow', { Violence: 5 }) // scored 4: "medium"
   cs.textRules.set('riot', { Violence: 7, Hate: 6 }) // 6 and 6

@@ -25,10 +25,7 @@ afterAll(async () => {
   await cs.close()
 })
 beforeEach(() => {
-  cs.fault = undefined
-  cs.requests.length = 0
-  cs.textRules.clear()
-  cs.blocklists.clear()
+  cs.reset()
   cs.textRules.set('crossbow', { Violence: 5 })
   cs.textRules.set('lantern', { Violence: 2 })
   cs.blocklists.set('brand-names', ['acmecorp'])

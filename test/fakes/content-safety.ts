@@ -46,6 +46,8 @@ export interface FakeContentSafety {
   fault: CsFault | undefined
   textCalls: () => number
   imageCalls: () => number
+  /** Back to a blank service between tests: no fault, no recorded requests, no rules, no blocklists. */
+  reset: () => void
   close: () => Promise<void>
 }
 
@@ -178,6 +180,13 @@ export async function startFakeContentSafety (opts: { keys?: string[], tokens?: 
     set fault (value: CsFault | undefined) { state.fault = value },
     textCalls: () => textCalls,
     imageCalls: () => imageCalls,
+    reset () {
+      state.fault = undefined
+      state.imageRule = () => ({})
+      requests.length = 0
+      textRules.clear()
+      blocklists.clear()
+    },
     close: () => app.close()
   }
 }
