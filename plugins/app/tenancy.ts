@@ -68,7 +68,10 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     const resumed = await service.resume()
     if (resumed > 0) fastify.log.info({ predictions: resumed }, 'resumed tracking unfinished predictions')
   })
-  fastify.addHook('preClose', async () => {
+  // onClose, not preClose: it runs once in-flight requests have ended, so a sync create still waiting on Replicate
+  // keeps its images and settles its credits first. Fastify runs onClose hooks in reverse order of registration,
+  // so this runs before the Replicate client, the in-process emulator (which serves the images) and the store close.
+  fastify.addHook('onClose', async () => {
     await service.close()
     await fetcher.close()
   })

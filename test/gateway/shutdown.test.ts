@@ -1,7 +1,13 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { Agent, request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
+import { createSqliteStore } from '../../src/stores/sqlite.ts'
+import { spawnGateway } from '../helpers/process.ts'
+import type { GatewayProcess } from '../helpers/process.ts'
 
 let child: ChildProcess | undefined
 
@@ -64,4 +70,59 @@ describe('graceful shutdown', () => {
     await clientAgent.close()
     await probeAgent.close()
   })
+
+  it('on SIGTERM during a sync create on the in-process emulator: the images are kept and the ledger settled before anything closes', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fgw-shutdown-'))
+    const gateways: GatewayProcess[] = []
+    try {
+      const env = {
+        EMULATOR_TIME_SCALE: '0.3',
+        SHUTDOWN_GRACE_MS: '15000',
+        STATE_SQLITE_PATH: path.join(dir, 'state.sqlite'),
+        IMAGE_STORAGE_DIR: path.join(dir, 'images')
+      }
+      const first = await spawnGateway(env)
+      gateways.push(first)
+      const exitCode = new Promise<number | null>((resolve) => first.child.once('exit', (code) => resolve(code)))
+      // flux-1.1-pro at time scale 0.3 takes about 1.8 s: in flight when the signal comes.
+      const inFlight = request(`${first.url}/v1/text-to-image`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'keep my image through the restart', model: 'flux-1.1-pro' })
+      })
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      first.child.kill('SIGTERM')
+      const res = await inFlight
+      const body = await res.body.json() as { id: string, status: string, output: string[], completed_at: string | null }
+      expect(res.statusCode).toBe(200)
+      expect(body.status).toBe('succeeded')
+      // The gateway's own URL: the copy was made while the emulator and the fetcher were still there.
+      expect(body.output).toEqual([`${first.url}/v1/predictions/${body.id}/images/0`])
+      expect(await exitCode).toBe(0)
+      expect(first.logs.filter((l) => l.includes('could not download an output image') || l.includes('could not be kept'))).toEqual([])
+
+      const store = createSqliteStore({ path: env.STATE_SQLITE_PATH })
+      try {
+        const entry = await store.getPrediction(body.id)
+        expect(entry).toMatchObject({ finalized: true, kept: [{ key: `${body.id}/0.webp`, contentType: 'image/webp' }] })
+        expect(await store.getLedgerEntry(entry!.ledgerId)).toMatchObject({ state: 'settled', credits: entry!.creditsPerImage, images: 1 })
+      } finally {
+        await store.close()
+      }
+
+      // A new process, with a new emulator: what the caller was given still works.
+      const second = await spawnGateway(env)
+      gateways.push(second)
+      const read = await request(`${second.url}/v1/predictions/${body.id}`)
+      const again = await read.body.json() as { status: string, output: string[] }
+      expect(again).toMatchObject({ status: 'succeeded', output: [`${second.url}/v1/predictions/${body.id}/images/0`] })
+      const image = await request(again.output[0]!)
+      expect(image.statusCode).toBe(200)
+      expect(image.headers['content-type']).toBe('image/webp')
+      expect((await image.body.arrayBuffer()).byteLength).toBeGreaterThan(0)
+    } finally {
+      for (const g of gateways) await g.kill9()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 40_000)
 })

@@ -182,4 +182,59 @@ describe('restart recovery', () => {
     const usage = await call(second.url, 'GET', '/v1/usage', { key: seed.keys.k })
     expect(usage.body.balance).toMatchObject({ used_credits: 0, reserved_credits: 0, remaining_credits: 10 })
   }, 40_000)
+
+  it('after SIGTERM whose grace ends during a sync create, the next process finishes the prediction', async () => {
+    const file = path.join(dir, 'grace.sqlite')
+    const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
+    await seed.store.close()
+    // A grace far shorter than the prediction: the process gives up on it.
+    const first = await spawnGateway(envFor(file, { SHUTDOWN_GRACE_MS: '300' }))
+    running.push(first)
+    const exitCode = new Promise<number | null>((resolve) => first.child.once('exit', (code) => resolve(code)))
+    const prompt = 'still running when the grace ends'
+    const pending = call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt, model: 'flux-dev' } }).catch(() => undefined)
+    const upstream = await until(() => upstreamByPrompt(prompt), 'the create upstream')
+    first.child.kill('SIGTERM')
+    expect(await exitCode).toBe(1)
+    await pending
+    expect(first.logs.some((l) => l.includes('killed by timeout'))).toBe(true)
+    expect(emulator.getPrediction(upstream.id)?.status).not.toBe('succeeded')
+
+    const second = await spawnGateway(envFor(file, { CREATE_RECONCILE_AFTER_MS: '1000' }))
+    running.push(second)
+    const entry = await withStore(file, (store) => until(async () => {
+      const e = await store.getPrediction(upstream.id)
+      return e?.finalized ? e : undefined
+    }, 'the prediction to be finalized by the next process'))
+    expect(entry).toMatchObject({ owner: seed.ids.k, kept: [{ key: `${upstream.id}/0.webp`, contentType: 'image/webp' }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
+    const read = await call(second.url, 'GET', `/v1/predictions/${upstream.id}`, { key: seed.keys.k })
+    expect(read.body).toMatchObject({ status: 'succeeded', output: [`${second.url}/v1/predictions/${upstream.id}/images/0`] })
+  }, 40_000)
+
+  it('after SIGTERM with an async prediction still running, the next process finishes it', async () => {
+    const file = path.join(dir, 'graceful-async.sqlite')
+    const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
+    await seed.store.close()
+    const first = await spawnGateway(envFor(file))
+    running.push(first)
+    const exitCode = new Promise<number | null>((resolve) => first.child.once('exit', (code) => resolve(code)))
+    const created = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt: 'outlives a graceful stop', model: 'flux-dev' }, headers: { prefer: 'respond-async' } })
+    expect(created.status).toBe(202)
+    const id = created.body.id as string
+    first.child.kill('SIGTERM')
+    // Nothing is in flight: the process stops its tracker and leaves at once, the prediction unfinished in the store.
+    expect(await exitCode).toBe(0)
+    expect(emulator.getPrediction(id)?.status).not.toBe('succeeded')
+    expect(await withStore(file, (store) => store.getPrediction(id))).toMatchObject({ finalized: false })
+
+    const second = await spawnGateway(envFor(file))
+    running.push(second)
+    const entry = await withStore(file, (store) => until(async () => {
+      const e = await store.getPrediction(id)
+      return e?.finalized ? e : undefined
+    }, 'the prediction to be finalized by the next process'))
+    expect(entry).toMatchObject({ kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
+  }, 40_000)
 })
