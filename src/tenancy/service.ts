@@ -179,13 +179,35 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       } else {
         await store.release(entry.ledgerId, now())
       }
-      const final: PredictionEntry = { ...entry, last: pub, finalized: true, kept }
+      // Replicate's sync answers hand the files over while it still says processing, without completed_at:
+      // then the prediction completed, for our callers, when we finalized it.
+      const last: PublicPrediction = { ...pub, completed_at: pub.completed_at ?? new Date(now()).toISOString() }
+      const final: PredictionEntry = { ...entry, last, finalized: true, kept }
       await store.putPrediction(final)
       log.info({ predictionId: entry.id, status: pub.status, kept: kept.length }, 'prediction finalized')
       return final
     })().finally(() => { finalizing.delete(entry.id) })
     finalizing.set(entry.id, work)
     return work
+  }
+
+  /**
+   * A finalized record stored before completed_at was always filled gets it on read, once: the ledger's settlement
+   * time (written in the same step that finalized it), else when it started, else when it was created.
+   */
+  async function withCompletedAt (entry: PredictionEntry): Promise<PredictionEntry> {
+    const last = entry.last as PublicPrediction
+    if (!entry.finalized || last.completed_at) return entry
+    const ledger = await store.getLedgerEntry(entry.ledgerId)
+    const completedAt = ledger?.settledAt != null ? new Date(ledger.settledAt).toISOString() : (last.started_at ?? last.created_at ?? new Date(entry.createdAt).toISOString())
+    const filled: PredictionEntry = { ...entry, last: { ...last, completed_at: completedAt } }
+    await store.putPrediction(filled)
+    return filled
+  }
+
+  async function presentFinal (entry: PredictionEntry, baseUrl: string): Promise<PublicPrediction> {
+    const filled = await withCompletedAt(entry)
+    return present(filled, filled.last as PublicPrediction, baseUrl)
   }
 
   function recordOf (entry: PredictionEntry) {
@@ -349,7 +371,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     forgetPending()
     if (TERMINAL.has(pub.status)) entry = await finalize(entry, pub)
     else track(entry, opts.webhookGraceMs)
-    return { prediction: present(entry, pub, o.baseUrl), settled: result.settled }
+    return { prediction: present(entry, entry.last as PublicPrediction, o.baseUrl), settled: result.settled }
   }
 
   async function sweep (): Promise<number> {
@@ -366,7 +388,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     async get (tenant, id, o) {
       const entry = await owned(tenant, id)
       if (!entry) return opts.inner.get(id, o)
-      if (entry.finalized) return present(entry, entry.last as PublicPrediction, o.baseUrl)
+      if (entry.finalized) return presentFinal(entry, o.baseUrl)
       const pub = await opts.inner.get(id, o)
       if (!TERMINAL.has(pub.status)) return present(entry, pub, o.baseUrl)
       const final = await finalize(entry, pub)
@@ -376,7 +398,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     async cancel (tenant, id, o) {
       const entry = await owned(tenant, id)
       if (!entry) return opts.inner.cancel(id, o)
-      if (entry.finalized) return present(entry, entry.last as PublicPrediction, o.baseUrl)
+      if (entry.finalized) return presentFinal(entry, o.baseUrl)
       const pub = await opts.inner.cancel(id, o)
       if (!TERMINAL.has(pub.status)) return present(entry, pub, o.baseUrl)
       tracking.get(id)?.abort(new Error('canceled'))
