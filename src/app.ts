@@ -35,6 +35,8 @@ export interface AppOverrides {
   tokenVault?: Partial<Pick<TokenVaultOptions, 'now' | 'failureBackoffMs' | 'rejectedRecheckMs'>>
   /** Tenancy seams: a ready store or image storage, and tracker timings. */
   tenancy?: TenancyOverrides
+  /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
+  auth?: { keysRecheckMs?: number }
 }
 
 export interface AppOptions {
