@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import path from 'node:path'
 import autoload from '@fastify/autoload'
 import Fastify, { LogController } from 'fastify'
@@ -6,6 +5,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
+import { requestIdFor } from './request-id.ts'
 import { buildValidatorCompiler } from './validation.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
@@ -35,14 +35,14 @@ export interface AppOverrides {
   tokenVault?: Partial<Pick<TokenVaultOptions, 'now' | 'failureBackoffMs' | 'rejectedRecheckMs'>>
   /** Tenancy seams: a ready store or image storage, and tracker timings. */
   tenancy?: TenancyOverrides
+  /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
+  auth?: { keysRecheckMs?: number }
 }
 
 export interface AppOptions {
   config: Config
   overrides?: AppOverrides
 }
-
-const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/
 
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
 export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {
@@ -76,13 +76,10 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
         censor: '[redacted]'
       }
     },
-    requestIdHeader: 'x-request-id',
+    // Off, so genReqId always runs: with a header name Fastify would take the caller's value as it is.
+    requestIdHeader: false,
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
-    // A caller's id is kept when it is sane, so logs line up across services; otherwise we mint one.
-    genReqId: (req) => {
-      const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
-    },
+    genReqId: (req) => requestIdFor(req.headers),
     bodyLimit: config.BODY_LIMIT_BYTES,
     connectionTimeout: 0,
     requestTimeout: 120_000,

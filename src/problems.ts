@@ -135,8 +135,75 @@ export function toProblem (err: unknown, requestId: string): ProblemResponse {
   return { status: 500, headers: {}, body: problem(500, 'internal_error', 'An unexpected error occurred.', requestId) }
 }
 
+/** One Ajv error, as Fastify hands it over (with `verbose`, also the schema it failed). */
+export interface AjvProblem {
+  instancePath: string
+  keyword: string
+  params: Record<string, unknown>
+  message?: string
+  parentSchema?: unknown
+}
+
+/**
+ * Names people (and other image APIs) use for our fields. An unknown field with one of these names gets a hint,
+ * when the suggested field exists where it was sent (num_images → num_outputs on a create, the reverse on a quote).
+ */
+export const FIELD_ALIASES: Readonly<Record<string, readonly string[]>> = {
+  steps: ['num_inference_steps'],
+  num_steps: ['num_inference_steps'],
+  inference_steps: ['num_inference_steps'],
+  guidance: ['guidance_scale'],
+  cfg: ['guidance_scale'],
+  cfg_scale: ['guidance_scale'],
+  n: ['num_outputs', 'num_images'],
+  num_images: ['num_outputs'],
+  num_outputs: ['num_images'],
+  count: ['num_outputs', 'num_images'],
+  batch_size: ['num_outputs'],
+  strength: ['prompt_strength'],
+  image_strength: ['prompt_strength'],
+  image: ['image_url'],
+  input_image: ['image_url'],
+  init_image: ['image_url'],
+  url: ['image_url'],
+  negative: ['negative_prompt'],
+  format: ['output_format'],
+  aspect_ratio: ['width', 'height'],
+  size: ['width', 'height']
+}
+
+/** Lower case without separators, so `numInferenceSteps`, `Num-Inference-Steps` and `num_inference_steps` meet. */
+const squash = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '')
+
+/** The known field an unknown one most likely meant, by alias or by spelling apart from case and separators. */
+export function suggestField (unknown: string, known: readonly string[]): string | undefined {
+  const aliased = FIELD_ALIASES[unknown] ?? FIELD_ALIASES[unknown.toLowerCase()]
+  const byAlias = aliased?.filter((f) => known.includes(f))
+  if (byAlias && byAlias.length > 0) return byAlias.join(' or ')
+  return known.find((f) => squash(f) === squash(unknown))
+}
+
+function propertiesOf (schema: unknown): string[] {
+  const properties = (schema as { properties?: unknown } | undefined)?.properties
+  return properties !== null && typeof properties === 'object' ? Object.keys(properties) : []
+}
+
+/**
+ * A schema's own wording for a failed keyword, from its `x-error-message`: one sentence, or one per keyword (as
+ * ajv-errors' errorMessage). An `x-` extension, so the OpenAPI document stays valid and shows it to client authors.
+ */
+function schemaMessage (v: AjvProblem): string | undefined {
+  const custom = (v.parentSchema as Record<string, unknown> | undefined)?.['x-error-message']
+  if (typeof custom === 'string') return custom
+  if (custom !== null && typeof custom === 'object') {
+    const forKeyword = (custom as Record<string, unknown>)[v.keyword]
+    if (typeof forKeyword === 'string') return forKeyword
+  }
+  return undefined
+}
+
 /** Ajv errors from Fastify's validation, one entry per field, with public field names. */
-export function fieldProblems (validation: ReadonlyArray<{ instancePath: string, keyword: string, params: Record<string, unknown>, message?: string }>, context: string): FieldProblem[] {
+export function fieldProblems (validation: ReadonlyArray<AjvProblem>, context: string): FieldProblem[] {
   const out = new Map<string, string>()
   // A union of literals fails with one `const` error per branch: gather them into one list of allowed values.
   const allowed = new Map<string, unknown[]>()
@@ -145,13 +212,15 @@ export function fieldProblems (validation: ReadonlyArray<{ instancePath: string,
   }
   for (const v of validation) {
     let path = v.instancePath.replace(/^\//, '').replaceAll('/', '.')
-    let message = v.message ?? 'is invalid'
+    let message = schemaMessage(v) ?? v.message ?? 'is invalid'
     if (v.keyword === 'required' && typeof v.params.missingProperty === 'string') {
       path = path ? `${path}.${v.params.missingProperty}` : v.params.missingProperty
       message = 'is required'
     } else if (v.keyword === 'additionalProperties' && typeof v.params.additionalProperty === 'string') {
-      path = path ? `${path}.${v.params.additionalProperty}` : v.params.additionalProperty
-      message = 'is not a known field'
+      const name = v.params.additionalProperty
+      path = path ? `${path}.${name}` : name
+      const suggestion = suggestField(name, propertiesOf(v.parentSchema))
+      message = suggestion === undefined ? 'is not a known field' : `is not a known field; did you mean ${suggestion}?`
     } else if (v.keyword === 'enum' && Array.isArray(v.params.allowedValues)) {
       message = `must be one of ${v.params.allowedValues.join(', ')}`
     } else if (v.keyword === 'anyOf' || v.keyword === 'oneOf' || v.keyword === 'const') {

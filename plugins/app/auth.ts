@@ -18,8 +18,10 @@ declare module 'fastify' {
   }
 }
 
-/** How long "are there any keys?" is trusted before asking the store again. */
-const KEYS_PRESENT_TTL_MS = 5_000
+/** How long "has a key ever existed?" is trusted, while none has, before asking the store again. */
+const KEYS_RECHECK_MS = 5_000
+
+const OFF_WARNING = '!!! AUTHENTICATION IS OFF: no API key has ever existed, so anyone who can reach this service can spend its Replicate credit. Create a key with `npm run keys -- create` to turn it on. !!!'
 
 function send (request: FastifyRequest, reply: FastifyReply, err: AppError, headers: Record<string, string> = {}) {
   const problem = toProblem(err, String(request.id))
@@ -28,39 +30,46 @@ function send (request: FastifyRequest, reply: FastifyReply, err: AppError, head
 
 /**
  * Bearer API keys on every /v1 route (probes and the OpenAPI document stay public), then the key's
- * own rate limit with the RateLimit-* headers. With no key in the store, outside production, auth is
- * off: every caller is the anonymous tenant. Production refuses to start without a key.
+ * own rate limit with the RateLimit-* headers. Only a store that has never held a key, outside
+ * production, runs with auth off: every caller is the anonymous tenant. Once any key has existed,
+ * revoked or not, auth stays on, so revoking the last key locks callers out instead of letting
+ * everyone in. Production refuses to start without an active key.
  */
 export default fp(async function auth (fastify: FastifyInstance, opts: AppOptions) {
   const { config } = opts
   const store = fastify.state
+  const recheckMs = opts.overrides?.auth?.keysRecheckMs ?? KEYS_RECHECK_MS
   const anonymous: Tenant = { id: ANONYMOUS_ID, plan: resolvePlan(config.DEFAULT_PLAN), anonymous: true, budget: null, rateLimitPerMinute: null }
-  let keysPresent: { at: number, value: boolean } | undefined
+  // Keys are never deleted, only revoked, so once on, auth is on for good and the store need not be asked again.
+  let on = false
+  let checkedAt = -Infinity
 
   async function authEnabled (): Promise<boolean> {
-    if (!keysPresent || Date.now() - keysPresent.at > KEYS_PRESENT_TTL_MS) {
-      keysPresent = { at: Date.now(), value: (await store.countActiveKeys()) > 0 }
+    if (on || Date.now() - checkedAt < recheckMs) return on
+    checkedAt = Date.now()
+    if ((await store.countKeys()) > 0 && !on) {
+      on = true
+      fastify.log.warn({ auth: 'on' }, 'authentication turned on: an API key was created, so every /v1 call now needs one')
     }
-    return keysPresent.value
+    return on
   }
 
-  const enabled = await authEnabled()
-  // In production authentication never turns off, not even when every key has been revoked since
-  // start-up: then every call is refused, rather than every caller let in.
+  // In production authentication never turns off, whatever the store says.
   const alwaysOn = config.NODE_ENV === 'production'
-  if (!enabled) {
-    if (config.NODE_ENV === 'production') {
-      throw new Error('No API keys exist: refusing to start in production without authentication. Create one with `npm run keys -- create --plan basic`.')
-    }
-    fastify.log.warn({ auth: 'off' }, '!!! AUTHENTICATION IS OFF: no API keys exist, so anyone who can reach this service can spend its Replicate credit. Create a key with `npm run keys -- create` to turn it on. !!!')
+  if (alwaysOn && (await store.countActiveKeys()) === 0) {
+    throw new Error('No API keys exist: refusing to start in production without authentication. Create one with `npm run keys -- create --plan basic`.')
   }
+  on = alwaysOn || (await store.countKeys()) > 0
+  checkedAt = Date.now()
+  if (on) fastify.log.info({ auth: 'on' }, 'authentication is on: every /v1 call needs an API key')
+  else fastify.log.warn({ auth: 'off' }, OFF_WARNING)
 
   fastify.decorateRequest('tenant', null as unknown as Tenant)
 
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
     if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return
-    if (!alwaysOn && !(await authEnabled())) {
+    if (!(await authEnabled())) {
       request.tenant = anonymous
       return
     }

@@ -288,10 +288,20 @@ export function getModelForPlan (plan: string): ModelId {
   return PLANS[resolvePlan(plan)].defaultModel
 }
 
-/** The image-to-image model a plan uses by default: basic → dev, premium/pro → kontext-pro; free has none. */
-export function getImageToImageModelForPlan (plan: string): ModelId {
+/** The cheapest model that does `capability` (the first in catalog order on a tie). */
+export function cheapestModelFor (capability: Capability): ModelId {
+  const capable = MODEL_IDS.map((id) => MODELS[id]).filter((spec) => spec.supports.includes(capability))
+  return capable.reduce((best, spec) => (spec.creditsPerImage < best.creditsPerImage ? spec : best)).id
+}
+
+/**
+ * The image-to-image model a plan uses by default: basic → dev, premium/pro → kontext-pro; free has none, so it
+ * is a 403. An unrestricted caller (anonymous, with authentication off) may use every model, so when its plan has
+ * no image-to-image model it gets the cheapest one that does it (flux-dev) rather than a refusal.
+ */
+export function getImageToImageModelForPlan (plan: string, o: { unrestricted?: boolean } = {}): ModelId {
   const id = resolvePlan(plan)
-  const model = PLANS[id].imageToImageModel
+  const model = PLANS[id].imageToImageModel ?? (o.unrestricted === true ? cheapestModelFor(CAPABILITIES.imageToImage) : null)
   if (model === null) {
     throw new NotInPlanError(`The ${id} plan does not include image-to-image; the basic plan and above do.`, {
       plan: id,

@@ -185,7 +185,8 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
 
   async function createImageToImage (body: ImageToImageRequest, o: CreateOptions): Promise<CreateResult> {
     const log = o.log ?? opts.log
-    const modelId = body.model ?? getImageToImageModelForPlan(opts.defaultPlan)
+    // This service has no plans of its own (tenancy enforces them), so no model is off limits here.
+    const modelId = body.model ?? getImageToImageModelForPlan(opts.defaultPlan, { unrestricted: true })
     // Map once with the request's own image_url so every field problem is reported before anything is fetched.
     mapImageToImage(body, modelId, { url: body.image_url })
     await moderate(body.prompt, log, o.signal)

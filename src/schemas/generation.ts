@@ -48,6 +48,10 @@ export const IMAGE_URL_PATTERN =
   `^(?:https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/${URI_CHARS})?(?:\\?${QUERY_CHARS})?(?:#${QUERY_CHARS})?` +
   '|data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2})$'
 
+/** What IMAGE_URL_PATTERN accepts, for people: the validation message of `image_url`. */
+export const IMAGE_URL_MESSAGE = 'must be an https:// URL (percent-encoded) or a base64 data: URI of a PNG, JPEG, GIF or ' +
+  'WebP image (data:image/png;base64,…)'
+
 // ---- shared components ------------------------------------------------------------------------------------------
 
 export const ModelIdSchema = Type.Union(MODEL_IDS.map((id) => Type.Literal(id)), {
@@ -92,6 +96,7 @@ const PromptField = Type.String({
   maxLength: GENERATION_LIMITS.promptMaxLength,
   // Unanchored: "contains a non-whitespace character", so a blank prompt is refused.
   pattern: '\\S',
+  'x-error-message': { pattern: 'must not be blank' },
   description: 'What to generate, or for image-to-image what to make of the input image. 3–500 characters, not blank.',
   examples: ['A lighthouse on a cliff at dusk, oil painting']
 })
@@ -171,6 +176,8 @@ export const ImageToImageRequestSchema = Type.Object({
     minLength: 1,
     maxLength: GENERATION_LIMITS.imageUrlMaxLength,
     pattern: IMAGE_URL_PATTERN,
+    // Said in words: the pattern itself is some 400 characters of regex.
+    'x-error-message': { pattern: IMAGE_URL_MESSAGE },
     description: 'The input image: an https URL (percent-encoded) or a data URI ' +
       '`data:image/{png|jpeg|gif|webp};base64,…` of up to 10,000,000 characters.',
     examples: ['https://example.com/photos/street.jpg']

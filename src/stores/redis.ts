@@ -197,6 +197,10 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       const [all, revoked] = await Promise.all([redis.scard(`${p}keys`), redis.scard(`${p}keys:revoked`)])
       return all - revoked
     },
+    async countKeys () {
+      // Revoking adds to keys:revoked and leaves the key in keys, so this set is every key ever created.
+      return redis.scard(`${p}keys`)
+    },
 
     async putPrediction (e) {
       const m = redis.multi().set(`${p}pred:${e.id}`, JSON.stringify(e))

@@ -125,6 +125,7 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, id'),
     revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
     countActive: db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
+    countAll: db.prepare('SELECT COUNT(*) AS n FROM api_keys'),
     putPrediction: db.prepare(`INSERT INTO predictions (id, owner, model, created_at, finalized, doc) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET finalized = excluded.finalized, doc = excluded.doc`),
     getPrediction: db.prepare('SELECT doc FROM predictions WHERE id = ?'),
@@ -203,6 +204,10 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async countActiveKeys () {
       return Number((q.countActive.get() as Row).n)
+    },
+    async countKeys () {
+      // Revoking only marks a key, so the table still holds every key ever created.
+      return Number((q.countAll.get() as Row).n)
     },
 
     async putPrediction (e) {

@@ -181,6 +181,8 @@ export interface StateStore {
   /** False when there is no such key or it was already revoked. */
   revokeKey: (id: string, now: number) => Promise<boolean>
   countActiveKeys: () => Promise<number>
+  /** Every key ever created, revoked ones included: once this is above 0, authentication stays on. */
+  countKeys: () => Promise<number>
 
   putPrediction: (entry: PredictionEntry) => Promise<void>
   getPrediction: (id: string) => Promise<PredictionEntry | undefined>

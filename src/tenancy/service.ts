@@ -309,7 +309,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
   }
 
   async function create (tenant: Tenant, kind: 't2i' | 'i2i', body: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
-    const modelId = body.model ?? (kind === 't2i' ? getModelForPlan(tenant.plan) : getImageToImageModelForPlan(tenant.plan))
+    const modelId = body.model ?? (kind === 't2i' ? getModelForPlan(tenant.plan) : getImageToImageModelForPlan(tenant.plan, { unrestricted: tenant.anonymous }))
     if (!tenant.anonymous) assertModelInPlan(tenant.plan, modelId)
     const spec = getModel(modelId)
     const numImages = kind === 't2i' ? ((body as TextToImageRequest).num_outputs ?? 1) : 1

@@ -254,7 +254,9 @@ describe('POST /v1/image-to-image', () => {
     expect(gw.emulator.requests.filter((r) => r.method === 'POST')).toHaveLength(1)
   })
 
-  it('with no model on the free plan → 403 model_not_in_plan, nothing upstream', async () => {
+  it('anonymous, with no model on the free plan → the cheapest image-to-image model (flux-dev), as the README promises', async () => {
+    // Auth is off (no key ever existed): the anonymous caller has no plan restriction, so naming no model must
+    // not be refused when naming flux-dev is allowed.
     const free = await startGateway({ env: { DEFAULT_PLAN: 'free' } })
     try {
       const res = await request(`${free.url}/v1/image-to-image`, {
@@ -263,10 +265,10 @@ describe('POST /v1/image-to-image', () => {
         body: JSON.stringify({ prompt: 'make it night-time', image_url: pngDataUri })
       })
       const body = await res.body.json() as Record<string, unknown>
-      expect(res.statusCode).toBe(403)
-      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
-      expect(body).toMatchObject({ code: 'model_not_in_plan', status: 403, plan: 'free', feature: 'image-to-image' })
-      expect(free.emulator.requests).toEqual([])
+      expect(res.statusCode).toBe(200)
+      expect(body).toMatchObject({ model: 'flux-dev', status: 'succeeded', cost_credits: 2 })
+      const creates = free.emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))
+      expect(creates.map((r) => r.path)).toEqual(['/v1/models/black-forest-labs/flux-dev/predictions'])
     } finally {
       await free.close()
     }

@@ -12,6 +12,7 @@ import {
   calculateCost,
   findCatalogModel,
   findModelByReplicateRef,
+  cheapestModelFor,
   getImageToImageModelForPlan,
   getModel,
   getModelForPlan,
@@ -288,6 +289,14 @@ describe('plans', () => {
     ['pro', 'flux-kontext-pro']
   ])('%s transforms images with %s by default', (plan, model) => {
     expect(getImageToImageModelForPlan(plan)).toBe(model)
+  })
+
+  it('gives an unrestricted (anonymous) caller the cheapest image-to-image model when its plan has none', () => {
+    expect(cheapestModelFor('image-to-image')).toBe('flux-dev')
+    expect(cheapestModelFor('text-to-image')).toBe('flux-schnell')
+    expect(getImageToImageModelForPlan('free', { unrestricted: true })).toBe('flux-dev')
+    // A plan with its own image-to-image model keeps it.
+    expect(getImageToImageModelForPlan('premium', { unrestricted: true })).toBe('flux-kontext-pro')
   })
 
   it('has no image-to-image on the free plan', () => {

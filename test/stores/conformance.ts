@@ -19,7 +19,8 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
   }
 
   describe(`${name} store conformance`, () => {
-    it('keys: insert, get, list, revoke once, count active', () => withStore(async (s) => {
+    it('keys: insert, get, list, revoke once, count active and ever created', () => withStore(async (s) => {
+      expect(await s.countKeys()).toBe(0)
       await s.insertKey(key('a', { createdAt: T0 + 1, budgetCredits: 500, rateLimitPerMinute: 60 }))
       await s.insertKey(key('b'))
       expect(await s.getKey('a')).toEqual(key('a', { createdAt: T0 + 1, budgetCredits: 500, rateLimitPerMinute: 60 }))
@@ -31,6 +32,18 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect(await s.revokeKey('nope', T0 + 6)).toBe(false)
       expect((await s.getKey('a'))?.revokedAt).toBe(T0 + 5)
       expect(await s.countActiveKeys()).toBe(1)
+      expect(await s.countKeys()).toBe(2)
+    }))
+
+    it('keys: a store whose every key was revoked still says keys existed', () => withStore(async (s) => {
+      await s.insertKey(key('only'))
+      expect(await s.revokeKey('only', T0 + 1)).toBe(true)
+      expect(await s.countActiveKeys()).toBe(0)
+      // Authentication stays on for such a store: "no active key" must not read as "never had a key".
+      expect(await s.countKeys()).toBe(1)
+      await s.insertKey(key('born-revoked', { revokedAt: T0 + 2 }))
+      expect(await s.countActiveKeys()).toBe(0)
+      expect(await s.countKeys()).toBe(2)
     }))
 
     it('predictions: put, get, update, list the unfinalized oldest first', () => withStore(async (s) => {
