@@ -19,7 +19,7 @@ COPY --chown=node:node plugins ./plugins
 COPY --chown=node:node routes ./routes
 COPY --chown=node:node openapi ./openapi
 # The keys command, so keys can be managed in the running container: docker exec <id> npm run keys -- list
-COPY --chown=node:node scripts/keys.ts scripts/node24 scripts/ensure-node.sh ./scripts/
+COPY --chown=node:node scripts/keys.ts scripts/run-node scripts/ensure-node.sh ./scripts/
 # State (SQLite) and kept images live under /app/data by default: writable by the service user, and a
 # volume so they outlive the container. With REDIS_URL and Blob Storage it stays empty.
 RUN mkdir -p /app/data && chown node:node /app/data

@@ -4,7 +4,7 @@ import { api, createSchnell, loadOpenApiValidator, pollUntilTerminal, seg, start
 
 /**
  * Every response a client relies on validates against Replicate's own OpenAPI document
- * (shared/replicate/openapi.yaml). Error bodies have no schema there beyond the problem object
+ * (test/fixtures/replicate/openapi.yaml). Error bodies have no schema there beyond the problem object
  * the Files API declares, so they are checked against that plus the exact captured shapes.
  */
 

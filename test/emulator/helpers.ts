@@ -68,7 +68,7 @@ export async function pollUntilTerminal (emu: Emulator, id: string): Promise<Jso
 
 // --- Replicate's OpenAPI document, for contract checks ----------------------------------------
 
-const OPENAPI_PATH = new URL('../../../shared/replicate/openapi.yaml', import.meta.url)
+const OPENAPI_PATH = new URL('../fixtures/replicate/openapi.yaml', import.meta.url)
 const DOC_ID = 'https://api.replicate.com/openapi.yaml'
 
 export function loadOpenApiValidator (): (pointer: string, value: unknown) => string[] {

@@ -5,7 +5,7 @@ import type { FastifyReply } from 'fastify'
 import type { AddressInfo } from 'node:net'
 
 /**
- * A fake Azure AI Content Safety resource speaking the exchanges in ../shared/azure/REFERENCE.md §3:
+ * A fake Azure AI Content Safety resource speaking the exchanges Azure documents for it:
  * `POST /contentsafety/text:analyze` and `/contentsafety/image:analyze` with the 2023-10-01 bodies, key auth
  * (`Ocp-Apim-Subscription-Key`) or a bearer token, blocklists, and the service's error bodies (400
  * InvalidRequestBody, 401 for a wrong key, 5xx). Severities come from rules the test sets: a word found in the text

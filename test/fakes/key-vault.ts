@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 
 /**
- * A fake Azure Key Vault speaking the exchanges in ../shared/azure/REFERENCE.md §2: an unauthenticated GET gets
+ * A fake Azure Key Vault speaking the exchanges Azure documents for Key Vault secrets: an unauthenticated GET gets
  * the 401 challenge (WWW-Authenticate naming the tenant and https://vault.azure.net), the SDK then repeats it with a
  * bearer token and gets the secret bundle; a missing secret is the real 404 SecretNotFound body, a refused identity
  * the real 403 ForbiddenByRbac body. It listens on 127.0.0.1; clients reach it through the loopback http client

@@ -10,8 +10,8 @@ import { makeImage } from '../net/helpers.ts'
 
 /**
  * What reaches Replicate for valid requests, over HTTP: for every model, the `input` of the create that arrived at
- * the emulator is valid against that model's schema in shared/replicate/flux-models.json (read from disk, not from
- * src/), holds no key the model does not have, goes to the model's own path, and the response's `warnings` say
+ * the emulator is valid against that model's schema in test/fixtures/replicate/flux-models.json (read from disk, not
+ * from src/), holds no key the model does not have, goes to the model's own path, and the response's `warnings` say
  * exactly what was dropped or adjusted on the way.
  */
 
@@ -21,7 +21,7 @@ interface ReferenceFile {
   models: Record<string, { input: { type: 'object', required: string[], properties: Record<string, unknown> } }>
 }
 
-const REFERENCE_PATH = fileURLToPath(new URL('../../../shared/replicate/flux-models.json', import.meta.url))
+const REFERENCE_PATH = fileURLToPath(new URL('../fixtures/replicate/flux-models.json', import.meta.url))
 const REFERENCE = JSON.parse(readFileSync(REFERENCE_PATH, 'utf8')) as ReferenceFile
 
 const ajv = new Ajv({ allErrors: true, strict: false })

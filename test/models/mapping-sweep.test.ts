@@ -1,7 +1,7 @@
 /**
  * Property-style sweep of the mapping: for every model, over a spread of requests, every input we would send
- * validates against the model's schema in shared/replicate/flux-models.json (read from disk, independent of src/),
- * sends no key the model does not know (Replicate would drop it silently), and every request that should be
+ * validates against the model's schema in test/fixtures/replicate/flux-models.json (read from disk, independent of
+ * src/), sends no key the model does not know (Replicate would drop it silently), and every request that should be
  * refused is refused, naming exactly the bad fields.
  */
 import { describe, expect, it } from 'vitest'
@@ -207,7 +207,7 @@ function report (failures: string[]): void {
   expect(failures.slice(0, 20), `${failures.length} failures`).toEqual([])
 }
 
-describe('mapping sweep against shared/replicate/flux-models.json', () => {
+describe('mapping sweep against test/fixtures/replicate/flux-models.json', () => {
   it('restates a policy the reference schemas can honour', () => {
     for (const model of MODELS) {
       const props = referenceModel(refOf(model)).input.properties

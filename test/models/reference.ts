@@ -1,6 +1,6 @@
 /**
- * The independent reference for the model tests: shared/replicate/flux-models.json, read from disk (never from
- * src/), with Ajv validators for each model's input schema.
+ * The independent reference for the model tests: test/fixtures/replicate/flux-models.json, read from disk (never
+ * from src/), with Ajv validators for each model's input schema.
  */
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -28,8 +28,7 @@ export interface ReferenceFile {
   'x-pixels-at-1mp': Record<string, [number, number]>
 }
 
-// shared/ sits beside the project root, in a working copy and in CI's clone alike.
-export const REFERENCE_PATH = fileURLToPath(new URL('../../../shared/replicate/flux-models.json', import.meta.url))
+export const REFERENCE_PATH = fileURLToPath(new URL('../fixtures/replicate/flux-models.json', import.meta.url))
 
 export const REFERENCE: ReferenceFile = JSON.parse(readFileSync(REFERENCE_PATH, 'utf8')) as ReferenceFile
 

@@ -3,7 +3,7 @@ import { PIXELS_AT_1MP, REPLICATE_MODELS, findReplicateModel } from '../../src/m
 import { REFERENCE, referenceModel } from './reference.ts'
 
 // The pinned upstream contract must equal the reference copy, so a drift is a failing test rather than a 422 in production.
-describe('REPLICATE_MODELS against shared/replicate/flux-models.json', () => {
+describe('REPLICATE_MODELS against test/fixtures/replicate/flux-models.json', () => {
   it('pins exactly the reference models', () => {
     expect(Object.keys(REPLICATE_MODELS).sort()).toEqual(Object.keys(REFERENCE.models).sort())
   })
