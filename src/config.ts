@@ -82,7 +82,15 @@ export const ConfigSchema = Type.Object({
   /** Ask Replicate to POST each finished prediction to <PUBLIC_BASE_URL>/v1/webhooks/replicate; the tracker then only polls as a fallback. */
   REPLICATE_WEBHOOKS: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),
   /** The whsec_… key webhooks are signed with; absent, it is read once from Replicate. */
-  REPLICATE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$' }))
+  REPLICATE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$' })),
+  // --- browsers ---
+  /** Comma-separated exact origins that may call the API from a page (`*` only while authentication is off). */
+  CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^\\s*[^\\s,]+\\s*(,\\s*[^\\s,]+\\s*)*$' })),
+  /** The key output image URLs are signed with; absent, one is generated and kept in the store, shared by every instance. */
+  IMAGE_URL_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  IMAGE_URL_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 3600 }),
+  /** The playground page at `/`. */
+  PLAYGROUND: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -162,7 +170,23 @@ function crossFieldProblems (config: Config, serving: boolean): Array<{ variable
   if (config.REPLICATE_WEBHOOKS === 'on' && !config.PUBLIC_BASE_URL) {
     problems.push({ variable: 'PUBLIC_BASE_URL', message: 'is required when REPLICATE_WEBHOOKS is on: Replicate posts to <PUBLIC_BASE_URL>/v1/webhooks/replicate' })
   }
+  for (const origin of corsOrigins(config).origins) {
+    let parsed: URL | undefined
+    try { parsed = new URL(origin) } catch { /* reported below */ }
+    if (!parsed || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+      problems.push({ variable: 'CORS_ORIGINS', message: `has ${JSON.stringify(origin)}, which is not an exact origin like https://app.example.com (scheme, host and port only, lowercase)` })
+    }
+  }
+  if (corsOrigins(config).any && config.NODE_ENV === 'production') {
+    problems.push({ variable: 'CORS_ORIGINS', message: 'may be * only while authentication is off, which it never is in production: list the origins' })
+  }
   return problems
+}
+
+/** CORS_ORIGINS parsed: `*` (any origin, only honoured while authentication is off) and the exact origins listed. */
+export function corsOrigins (config: Config): { any: boolean, origins: string[] } {
+  const entries = (config.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter((o) => o !== '')
+  return { any: entries.includes('*'), origins: entries.filter((o) => o !== '*') }
 }
 
 /** True when some token provider is configured; otherwise (outside production) the local emulator stands in. */

@@ -102,4 +102,5 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
       return send(request, reply, new AppError('rate_limited', 429, `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
     }
   })
-}, { name: 'auth', dependencies: ['state', 'http'] })
+  // Registered after cors (a dependency), so a refused request still carries the CORS headers a page needs to read it.
+}, { name: 'auth', dependencies: ['state', 'http', 'cors'] })

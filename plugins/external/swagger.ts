@@ -20,7 +20,8 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
         description: `${pkg.description}.\n\nErrors are \`application/problem+json\` documents with a stable \`code\`. Every response carries \`x-request-id\`.`,
         license: { name: 'MIT', identifier: 'MIT' }
       },
-      servers: [{ url: 'http://localhost:3000', description: 'Local (npm start)' }],
+      // Relative: "Try it out" on /docs, and clients reading this document, call the origin it was served from.
+      servers: [{ url: '/', description: 'The origin serving this document' }],
       // Probes and this document are public; each /v1 route states its bearer requirement.
       security: [],
       components: {
@@ -28,7 +29,7 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
           bearerAuth: {
             type: 'http',
             scheme: 'bearer',
-            description: 'An API key (`fgw_…`) from `npm run keys -- create`. Not needed when the service runs without keys (development only).'
+            description: 'An API key (`fgw_…`) from `npm run keys -- create`: paste it into Authorize on /docs. Not needed when the service runs without keys (development only).'
           }
         }
       },
@@ -47,7 +48,14 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
   })
   await fastify.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true },
-    staticCSP: true
+    // The key given to Authorize is kept for the tab's session only, as the playground keeps it.
+    uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: false },
+    staticCSP: true,
+    // Its default CSP upgrades every request to https, which breaks "Try it out" on a plain-http origin
+    // (npm start), and keeps `blob:` images (an image response shown by Try it out) out.
+    transformStaticCSP: (header) => header
+      .replace(/\s*upgrade-insecure-requests;?/, '')
+      .replace("img-src 'self' data: validator.swagger.io", "img-src 'self' data: blob:")
+      .replace(/;?\s*$/, "; connect-src 'self'; form-action 'self'")
   })
 }, { name: 'swagger' })

@@ -139,6 +139,13 @@ export interface RedisStoreOptions {
 }
 
 const DAY_MS = 86_400_000
+/** How many of an owner's predictions one history page reads at most while filtering; a short page then has a next cursor. */
+const LIST_SCAN_MAX = 1_000
+const LIST_BATCH = 100
+
+function historyMember (createdAt: number, id: string): string {
+  return `${String(createdAt).padStart(15, '0')}:${id}`
+}
 
 export function createRedisStore (opts: RedisStoreOptions): StateStore {
   const p = opts.prefix ?? 'fgw:'
@@ -203,7 +210,8 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
     },
 
     async putPrediction (e) {
-      const m = redis.multi().set(`${p}pred:${e.id}`, JSON.stringify(e))
+      // pred:by:<owner> orders an owner's predictions by creation, for the history.
+      const m = redis.multi().set(`${p}pred:${e.id}`, JSON.stringify(e)).zadd(`${p}pred:by:${e.owner}`, 0, historyMember(e.createdAt, e.id))
       if (e.finalized) m.zrem(`${p}pred:open`, e.id)
       else m.zadd(`${p}pred:open`, e.createdAt, e.id)
       await m.exec()
@@ -217,6 +225,44 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       if (ids.length === 0) return []
       const docs = await redis.mget(ids.map((id) => `${p}pred:${id}`))
       return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as PredictionEntry).filter((e) => !e.finalized)
+    },
+
+    async listPredictions (owner, o) {
+      // Members are `<created_at, 15 digits>:<id>` at score 0, so lexicographic order is (created_at, id) and a
+      // cursor is an exact exclusive bound.
+      let max = o.createdBefore === undefined ? undefined : historyMember(o.createdBefore, '')
+      if (o.cursor) {
+        const after = historyMember(o.cursor.createdAt, o.cursor.id)
+        if (max === undefined || after < max) max = after
+      }
+      let bound = max === undefined ? '+' : `(${max}`
+      // ';' sorts right after ':', so every member created at createdAfter itself is excluded.
+      const min = o.createdAfter === undefined ? '-' : `(${historyMember(o.createdAfter, '').slice(0, -1)};`
+      const found: PredictionEntry[] = []
+      let scanned = 0
+      while (scanned < LIST_SCAN_MAX) {
+        const members = await redis.zrange(`${p}pred:by:${owner}`, bound, min, 'BYLEX', 'REV', 'LIMIT', 0, LIST_BATCH)
+        if (members.length === 0) break
+        const docs = await redis.mget(members.map((m) => `${p}pred:${m.slice(16)}`))
+        for (const [i, doc] of docs.entries()) {
+          scanned++
+          bound = `(${members[i]!}`
+          if (doc === null) continue
+          const e = JSON.parse(doc) as PredictionEntry
+          if (o.model !== undefined && e.model !== o.model) continue
+          if (o.status !== undefined && (e.last as { status?: string } | null)?.status !== o.status) continue
+          found.push(e)
+          if (found.length > o.limit) {
+            const last = found[o.limit - 1]!
+            return { entries: found.slice(0, o.limit), next: { createdAt: last.createdAt, id: last.id } }
+          }
+        }
+        if (members.length < LIST_BATCH) return { entries: found, next: null }
+      }
+      if (scanned < LIST_SCAN_MAX) return { entries: found, next: null }
+      // The scan budget is spent: the next page starts after the last prediction read, matched or not.
+      const last = bound.slice(1)
+      return { entries: found, next: { createdAt: Number(last.slice(0, 15)), id: last.slice(16) } }
     },
 
     async putPendingCreate (pc) {
@@ -311,6 +357,12 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
     },
     async releaseLease (name, holder) {
       await redis.fgwLeaseRelease(`${p}lease:${name}`, holder)
+    },
+
+    async getOrCreateSecret (name, candidate) {
+      // SET NX, then read: the first writer's secret wins, whichever instance it is.
+      await redis.set(`${p}secret:${name}`, candidate, 'NX')
+      return (await redis.get(`${p}secret:${name}`)) ?? candidate
     },
 
     async ping () {

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS predictions (
   doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_unfinalized ON predictions (finalized, created_at);
+CREATE INDEX IF NOT EXISTS predictions_owner_created ON predictions (owner, created_at, id);
 CREATE TABLE IF NOT EXISTS pending_creates (
   ledger_id TEXT PRIMARY KEY,
   created_at INTEGER NOT NULL,
@@ -67,6 +68,10 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
   name TEXT PRIMARY KEY,
   tat REAL NOT NULL,
   expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY,
@@ -157,8 +162,22 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     getLease: db.prepare('SELECT holder, expires_at FROM leases WHERE name = ?'),
     putLease: db.prepare(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`),
-    dropLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?')
+    dropLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
+    // INSERT OR IGNORE then read: the first writer's secret wins, whichever process it is.
+    putSecret: db.prepare('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)'),
+    getSecret: db.prepare('SELECT value FROM secrets WHERE name = ?')
   }
+
+  /** One owner's page, newest first; the filters are optional, so each is `? IS NULL OR …`. */
+  const listOwned = db.prepare(`SELECT doc FROM predictions
+    WHERE owner = :owner
+      AND (:cursorAt IS NULL OR created_at < :cursorAt OR (created_at = :cursorAt AND id < :cursorId))
+      AND (:after IS NULL OR created_at > :after)
+      AND (:before IS NULL OR created_at < :before)
+      AND (:model IS NULL OR model = :model)
+      AND (:status IS NULL OR json_extract(doc, '$.last.status') = :status)
+    ORDER BY created_at DESC, id DESC
+    LIMIT :limit`)
 
   /** Runs `fn` as one write transaction; IMMEDIATE takes the write lock up front, so reads inside see the latest state. */
   function tx<T> (fn: () => T): T {
@@ -219,6 +238,22 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async listUnfinalized () {
       return (q.listUnfinalized.all() as Row[]).map((r) => JSON.parse(String(r.doc)) as PredictionEntry)
+    },
+
+    async listPredictions (owner, o) {
+      const rows = listOwned.all({
+        owner,
+        cursorAt: o.cursor?.createdAt ?? null,
+        cursorId: o.cursor?.id ?? null,
+        after: o.createdAfter ?? null,
+        before: o.createdBefore ?? null,
+        model: o.model ?? null,
+        status: o.status ?? null,
+        limit: o.limit + 1
+      }) as Row[]
+      const entries = rows.slice(0, o.limit).map((r) => JSON.parse(String(r.doc)) as PredictionEntry)
+      const last = entries.at(-1)
+      return { entries, next: rows.length > o.limit && last ? { createdAt: last.createdAt, id: last.id } : null }
     },
 
     async putPendingCreate (pc) {
@@ -314,6 +349,11 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async releaseLease (name, holder) {
       q.dropLease.run(name, holder)
+    },
+
+    async getOrCreateSecret (name, candidate) {
+      q.putSecret.run(name, candidate)
+      return String((q.getSecret.get(name) as Row).value)
     },
 
     async ping () {

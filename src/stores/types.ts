@@ -172,6 +172,30 @@ export interface RateSpec {
   maxWaitMs: number
 }
 
+/** Where a page of a key's predictions continues: after this one, newest first. */
+export interface PredictionCursor {
+  createdAt: number
+  id: string
+}
+
+export interface PredictionQuery {
+  /** Page size (the caller bounds it). */
+  limit: number
+  cursor?: PredictionCursor | undefined
+  /** The public status as last recorded (`starting`, `succeeded`…). */
+  status?: string | undefined
+  model?: string | undefined
+  /** Created strictly after / before these instants (ms epoch). */
+  createdAfter?: number | undefined
+  createdBefore?: number | undefined
+}
+
+export interface PredictionPage {
+  entries: PredictionEntry[]
+  /** Where the next page starts; null when there is none. A page may hold fewer than `limit` entries and still have a next. */
+  next: PredictionCursor | null
+}
+
 export interface StateStore {
   readonly kind: 'sqlite' | 'redis'
 
@@ -188,6 +212,8 @@ export interface StateStore {
   getPrediction: (id: string) => Promise<PredictionEntry | undefined>
   /** Every prediction not yet finalized, oldest first. */
   listUnfinalized: () => Promise<PredictionEntry[]>
+  /** One owner's predictions, newest first (ties by id, descending), filtered, a page at a time. */
+  listPredictions: (owner: string, query: PredictionQuery) => Promise<PredictionPage>
 
   putPendingCreate: (pending: PendingCreate) => Promise<void>
   /** False when there was no such record (already deleted). */
@@ -221,6 +247,9 @@ export interface StateStore {
   /** Takes or renews a lease; false when another holder has it. */
   lease: (name: string, holder: string, ttlMs: number, now: number) => Promise<boolean>
   releaseLease: (name: string, holder: string) => Promise<void>
+
+  /** The secret kept under `name`; when there is none yet, `candidate` is kept and returned. Atomic: every caller gets the same one. */
+  getOrCreateSecret: (name: string, candidate: string) => Promise<string>
 
   ping: () => Promise<void>
   close: () => Promise<void>

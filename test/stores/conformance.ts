@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ApiKeyRecord, PendingCreate, PredictionEntry, StateStore } from '../../src/stores/types.ts'
+import type { ApiKeyRecord, PendingCreate, PredictionCursor, PredictionEntry, StateStore } from '../../src/stores/types.ts'
 
 /** One behaviour for every store: the SQLite and Redis suites both run this. */
 export function storeConformance (name: string, open: () => Promise<StateStore>): void {
@@ -165,6 +165,60 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect(waits.map((t) => t.allowed)).toEqual([true, true, true, false, false])
       expect(waits.map((t) => t.waitMs)).toEqual([0, 100, 200, 0, 0])
       expect(waits[3]?.retryAfterMs).toBe(50)
+    }))
+
+    it('predictions: one owner\'s history, newest first, paged by cursor and filtered', () => withStore(async (s) => {
+      // p0…p6 for k1 a second apart (p3 and p4 at the same instant), one for k2, statuses and models mixed.
+      const mine = [
+        prediction('p0', { createdAt: T0, last: { status: 'succeeded' } }),
+        prediction('p1', { createdAt: T0 + 1000, model: 'flux-dev', last: { status: 'failed' } }),
+        prediction('p2', { createdAt: T0 + 2000, last: { status: 'succeeded' } }),
+        prediction('p3', { createdAt: T0 + 3000, last: { status: 'succeeded' } }),
+        prediction('p4', { createdAt: T0 + 3000, model: 'flux-dev', last: { status: 'processing' } }),
+        prediction('p5', { createdAt: T0 + 5000, last: { status: 'succeeded' } }),
+        prediction('p6', { createdAt: T0 + 6000, last: { status: 'starting' } })
+      ]
+      for (const e of mine) await s.putPrediction(e)
+      await s.putPrediction(prediction('x1', { owner: 'k2', createdAt: T0 + 4000 }))
+      // An update keeps the prediction's place (and counts once).
+      await s.putPrediction({ ...mine[6]!, last: { status: 'succeeded' }, finalized: true })
+
+      const ids = (page: { entries: PredictionEntry[] }) => page.entries.map((e) => e.id)
+      const all = await s.listPredictions('k1', { limit: 100 })
+      expect(ids(all)).toEqual(['p6', 'p5', 'p4', 'p3', 'p2', 'p1', 'p0'])
+      expect(all.next).toBeNull()
+      expect(all.entries[0]).toMatchObject({ last: { status: 'succeeded' }, finalized: true })
+
+      const walked: string[] = []
+      let cursor: PredictionCursor | undefined
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await s.listPredictions('k1', { limit: 2, cursor })
+        walked.push(...ids(page))
+        if (!page.next) break
+        cursor = page.next
+      }
+      expect(walked).toEqual(['p6', 'p5', 'p4', 'p3', 'p2', 'p1', 'p0'])
+      // A full last page says so: no empty page after it.
+      const exact = await s.listPredictions('k1', { limit: 7 })
+      expect(exact.next).toBeNull()
+      const first = await s.listPredictions('k1', { limit: 3 })
+      expect(first.next).toEqual({ createdAt: T0 + 3000, id: 'p4' })
+
+      expect(ids(await s.listPredictions('k1', { limit: 100, status: 'succeeded' }))).toEqual(['p6', 'p5', 'p3', 'p2', 'p0'])
+      expect(ids(await s.listPredictions('k1', { limit: 100, model: 'flux-dev' }))).toEqual(['p4', 'p1'])
+      expect(ids(await s.listPredictions('k1', { limit: 100, model: 'flux-dev', status: 'failed' }))).toEqual(['p1'])
+      expect(ids(await s.listPredictions('k1', { limit: 100, createdAfter: T0 + 1000, createdBefore: T0 + 5000 }))).toEqual(['p4', 'p3', 'p2'])
+      expect(ids(await s.listPredictions('k1', { limit: 1, status: 'succeeded', cursor: { createdAt: T0 + 3000, id: 'p4' } }))).toEqual(['p3'])
+      expect(ids(await s.listPredictions('k1', { limit: 100, createdBefore: T0 + 3000, cursor: { createdAt: T0 + 5000, id: 'p5' } }))).toEqual(['p2', 'p1', 'p0'])
+      expect(ids(await s.listPredictions('k2', { limit: 100 }))).toEqual(['x1'])
+      expect(await s.listPredictions('nobody', { limit: 100 })).toEqual({ entries: [], next: null })
+    }))
+
+    it('secrets: the first one kept wins, for every caller', () => withStore(async (s) => {
+      const got = await Promise.all(['a'.repeat(40), 'b'.repeat(40), 'c'.repeat(40)].map((c) => s.getOrCreateSecret('signing', c)))
+      expect(new Set(got).size).toBe(1)
+      expect(await s.getOrCreateSecret('signing', 'd'.repeat(40))).toBe(got[0])
+      expect(await s.getOrCreateSecret('other', 'e'.repeat(40))).toBe('e'.repeat(40))
     }))
 
     it('leases: one holder at a time, renewal, release, expiry', () => withStore(async (s) => {

@@ -10,7 +10,7 @@ export interface Answer {
   body: any // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export async function call (base: string, method: 'GET' | 'POST', path: string, o: { key?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<Answer> {
+export async function call (base: string, method: 'GET' | 'POST' | 'OPTIONS', path: string, o: { key?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<Answer> {
   const headers: Record<string, string> = { ...o.headers }
   if (o.key) headers.authorization = `Bearer ${o.key}`
   if (o.body !== undefined) headers['content-type'] = 'application/json'
