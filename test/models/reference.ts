@@ -42,6 +42,8 @@ export function newAjv (options: Options = {}): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: true, ...options })
   // ajv-formats is CommonJS: its callable default export is `.default` under ESM.
   formats.default(ajv)
+  // Our schemas' own wording for a failed keyword (read by src/problems.ts); an annotation to Ajv.
+  ajv.addKeyword({ keyword: 'x-error-message', schemaType: 'object' })
   return ajv
 }
 
