@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
+import { watchParent } from './parent-watch.ts'
 
 /** Process entry: read the config, build the app, listen, and shut down gracefully on SIGTERM/SIGINT. */
 async function main (): Promise<void> {
@@ -21,6 +22,11 @@ async function main (): Promise<void> {
     else app.log.info({ signal }, 'shutting down')
     await app.lifecycle.drain()
     await app.close()
+  })
+  // Stop with the launcher (`npm start`, a shell, a supervisor) even when it dies without passing a signal on.
+  watchParent((parent) => {
+    app.log.warn({ parent }, 'the process that launched this server is gone: shutting down')
+    process.kill(process.pid, 'SIGTERM')
   })
   await app.listen({ host: config.HOST, port: config.PORT })
 }

@@ -4,6 +4,7 @@
  */
 import { EnvError, optionsFromEnv } from './env.ts'
 import { startEmulator } from './index.ts'
+import { watchParent } from '../parent-watch.ts'
 
 let options
 try {
@@ -32,3 +33,5 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     })
   })
 }
+// Stop with the launcher (`npm run emulator`) even when it dies without passing a signal on.
+watchParent(() => process.kill(process.pid, 'SIGTERM'))
