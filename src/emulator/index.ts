@@ -36,6 +36,11 @@ export interface Emulator {
   /** Forgets predictions, files, requests, faults and rate-limit buckets. */
   reset(): void
   getPrediction(id: string): Prediction | undefined
+  /**
+   * Ends a finished prediction's delivery time now: its output URLs answer 404 and its input and output are gone,
+   * as on Replicate an hour after completion. False when `id` is unknown or not finished.
+   */
+  expireOutput(id: string): boolean
   close(): Promise<void>
 }
 
@@ -63,6 +68,7 @@ export async function startEmulator (opts: EmulatorOptions = {}): Promise<Emulat
     clearFaults: () => ctx.faults.clear(),
     reset: () => ctx.reset(),
     getPrediction: (id) => ctx.engine.get(id),
+    expireOutput: (id) => ctx.engine.removeData(id),
     close () {
       closing ??= (async () => {
         await ctx.shutdown()

@@ -93,6 +93,11 @@ export interface PredictionEngine {
   list(query: ListQuery): { results: Prediction[], nextBefore?: number }
   /** What to render for `/delivery/<id>/<file>`, if it is (still) served. */
   delivery(id: string, file: string): RenderSpec | undefined
+  /**
+   * Removes a finished prediction's input, logs and output files now, as its delivery time running out does
+   * (`deliveryTtlMs` after completion); false when there is no such finished prediction.
+   */
+  removeData(id: string): boolean
   /** Ends every sync wait now and forgets every prediction. */
   reset(): void
 }
@@ -255,14 +260,17 @@ export function createPredictionEngine (deps: EngineDeps): PredictionEngine {
     if (status !== 'succeeded') r.output = null
     notify(r)
     emit(r, ['completed'])
-    schedule(r, options.deliveryTtlMs, () => {
-      r.dataRemoved = true
-      // Inputs can hold megabytes of data URIs; a long-running emulator should not keep them.
-      r.input = {}
-      r.logs = ''
-      r.output = null
-      deps.onDataRemoved?.(r.id)
-    })
+    schedule(r, options.deliveryTtlMs, () => removeData(r))
+  }
+
+  function removeData (r: PredictionRecord): void {
+    if (r.dataRemoved) return
+    r.dataRemoved = true
+    // Inputs can hold megabytes of data URIs; a long-running emulator should not keep them.
+    r.input = {}
+    r.logs = ''
+    r.output = null
+    deps.onDataRemoved?.(r.id)
   }
 
   function start (r: PredictionRecord): void {
@@ -399,6 +407,15 @@ export function createPredictionEngine (deps: EngineDeps): PredictionEngine {
         format: r.plan.format,
         quality: r.plan.quality
       }
+    },
+    removeData (id) {
+      const r = records.get(id)
+      if (!r || !isTerminal(r)) return false
+      // The delivery-time timer is the only one a finished prediction still holds.
+      for (const cancel of r.timers) cancel()
+      r.timers.clear()
+      removeData(r)
+      return true
     },
     reset () {
       for (const r of records.values()) {

@@ -185,7 +185,7 @@ describe('output expiry', () => {
         headers: { prefer: 'wait' }
       })
       const url = created.body.output[0] as string
-      expect((await fetch(url)).status).toBe(200)
+      // 2 s scaled is 20 ms: the output may already be gone by now, so only its removal is awaited.
       const removed = await eventually(async () => {
         const { body } = await api(short, 'GET', `/predictions/${created.body.id}`)
         return body.data_removed ? body : undefined
@@ -194,6 +194,38 @@ describe('output expiry', () => {
       expect((await fetch(url)).status).toBe(404)
     } finally {
       await short.close()
+    }
+  })
+
+  it('expireOutput ends the delivery time at once; only for a finished prediction', async () => {
+    const emu = await startFastEmulator()
+    try {
+      const created = await api(emu, 'POST', '/models/black-forest-labs/flux-schnell/predictions', {
+        body: { input: { prompt: 'kept until told', megapixels: '0.25' } },
+        headers: { prefer: 'wait' }
+      })
+      const done = await pollUntilTerminal(emu, created.body.id)
+      expect(done.status).toBe('succeeded')
+      const url = done.output[0] as string
+      // The default delivery time is an hour: the output is served until told otherwise.
+      expect((await fetch(url)).status).toBe(200)
+      expect(emu.expireOutput(created.body.id)).toBe(true)
+      expect((await fetch(url)).status).toBe(404)
+      const { body } = await api(emu, 'GET', `/predictions/${created.body.id}`)
+      expect(body).toMatchObject({ status: 'succeeded', data_removed: true, output: null, input: {} })
+
+      expect(emu.expireOutput('no-such-prediction')).toBe(false)
+    } finally {
+      await emu.close()
+    }
+    // An hour in `starting` (36 s scaled): still unfinished whenever this runs.
+    const queued = await startFastEmulator({ startingMs: [3_600_000, 3_600_000] })
+    try {
+      const running = await api(queued, 'POST', '/models/black-forest-labs/flux-schnell/predictions', { body: { input: { prompt: 'still starting', megapixels: '0.25' } } })
+      expect(queued.expireOutput(running.body.id)).toBe(false)
+      expect((await api(queued, 'GET', `/predictions/${running.body.id}`)).body).toMatchObject({ status: 'starting', data_removed: false })
+    } finally {
+      await queued.close()
     }
   })
 })

@@ -30,7 +30,7 @@ async function setUp (o: { webhooks?: boolean, tracking?: boolean, env?: Record<
   const gw = await startGateway({
     selfBaseUrl: true,
     env: { ...(o.webhooks === false ? {} : { REPLICATE_WEBHOOKS: 'on' }), ...o.env },
-    emulator: { deliveryTtlMs: 20_000, ...o.emulator },
+    emulator: o.emulator,
     overrides: { tenancy: { store: made.store, service: o.tracking ? FAST_TRACKING : {} } }
   })
   const setup = { gw, store: made.store, key: made.keys.k }

@@ -1,8 +1,10 @@
 import { request } from 'undici'
+import { expect } from 'vitest'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
-import type { StateStore } from '../../src/stores/types.ts'
+import type { RateTake, StateStore } from '../../src/stores/types.ts'
 import { createApiKey } from '../../src/tenancy/keys.ts'
 import type { NewKeyOptions } from '../../src/tenancy/keys.ts'
+import { UPSTREAM_CREATE_BUCKET } from '../../src/tenancy/upstream-shaper.ts'
 
 export interface Answer {
   status: number
@@ -34,3 +36,45 @@ export async function storeWithKeys<K extends string> (keys: Record<K, NewKeyOpt
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface RecordedTake { bucket: string, now: number, take: RateTake }
+
+/**
+ * Records every rate decision the store makes, so tests assert on the slots the store granted, which follow from its
+ * arithmetic alone, rather than on wall-clock gaps between arrivals, which load stretches or squeezes. `stall` holds
+ * the caller up after the nth take of a bucket (counted from 0) for that many ms, as a busy machine would.
+ */
+export function recordRateTakes (store: StateStore, o: { stall?: (bucket: string, nth: number) => number } = {}): RecordedTake[] {
+  const takes: RecordedTake[] = []
+  const original = store.rateTake.bind(store)
+  store.rateTake = async (bucket, spec, now) => {
+    const take = await original(bucket, spec, now)
+    const nth = takes.filter((t) => t.bucket === bucket).length
+    takes.push({ bucket, now, take })
+    const stall = o.stall?.(bucket, nth) ?? 0
+    if (stall > 0) await sleep(stall)
+    return take
+  }
+  return takes
+}
+
+/** The takes of the upstream create bucket, in the order they were made. */
+export const upstreamTakes = (takes: RecordedTake[]): RecordedTake[] => takes.filter((t) => t.bucket === UPSTREAM_CREATE_BUCKET)
+
+/** When each granted upstream create was cleared to go, in order: the moment it asked plus the wait it was given. */
+export function upstreamSlots (takes: RecordedTake[]): number[] {
+  return upstreamTakes(takes).filter((t) => t.take.allowed).map((t) => t.now + t.take.waitMs).sort((a, b) => a - b)
+}
+
+/**
+ * The creates that reached Replicate (`arrivals`, its receive times) were cleared by the store at least `intervalMs`
+ * apart, one per arrival, and none arrived before its slot. Load can only make an arrival later than its slot.
+ */
+export function expectShaped (takes: RecordedTake[], arrivals: number[], intervalMs: number): void {
+  const slots = upstreamSlots(takes)
+  expect(slots).toHaveLength(arrivals.length)
+  for (let i = 1; i < slots.length; i++) expect(slots[i]! - slots[i - 1]!).toBeGreaterThanOrEqual(intervalMs)
+  const sorted = [...arrivals].sort((a, b) => a - b)
+  // A timer can fire a millisecond before Date.now() says it is due.
+  sorted.forEach((t, i) => expect(t).toBeGreaterThanOrEqual(slots[i]! - 2))
+}

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { StateStore } from '../../src/stores/types.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { call, sleep, storeWithKeys } from './helpers.ts'
+import { call, expectShaped, recordRateTakes, sleep, storeWithKeys } from './helpers.ts'
 
 let gw: TestGateway | undefined
 let store: StateStore | undefined
@@ -22,9 +22,11 @@ async function setUp (env: Record<string, string>) {
   gw = await startGateway({ env: { ...ONE_PER_SECOND, ...env }, overrides: { tenancy: { store } } })
   const g = gw
   const s = store
+  const takes = recordRateTakes(s)
   return {
     gw: g,
     store: s,
+    takes,
     create: (prompt: string) => call(g.url, 'POST', '/v1/text-to-image', { key: made.keys.k, body: { prompt, model: 'flux-schnell' }, headers: { prefer: 'respond-async' } }),
     creates: () => g.emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions')),
     balance: () => s.balance(made.ids.k, { credits: 50, period: 'month' }, Date.now())
@@ -37,15 +39,9 @@ async function waiters (g: TestGateway, n: number): Promise<void> {
   expect(g.app.upstreamShaper.waiting).toBe(n)
 }
 
-/** No two creates reached Replicate closer together than the rate allows (one a second, with a little timer slack). */
-function expectSpacedAtRate (times: number[]): void {
-  const sorted = [...times].sort((a, b) => a - b)
-  for (let i = 1; i < sorted.length; i++) expect(sorted[i]! - sorted[i - 1]!).toBeGreaterThanOrEqual(950)
-}
-
 describe('upstream create shaping past the queue', () => {
   it('beyond REPLICATE_CREATE_QUEUE_SIZE waiters a create is refused with 503 upstream_queue_full and Retry-After, never sent', async () => {
-    const { gw, create, creates, balance } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '5000', REPLICATE_CREATE_QUEUE_SIZE: '1' })
+    const { gw, takes, create, creates, balance } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '5000', REPLICATE_CREATE_QUEUE_SIZE: '1' })
     expect((await create('takes the only slot')).status).toBe(202)
     const queued = create('waits for the next slot')
     await waiters(gw, 1)
@@ -61,7 +57,7 @@ describe('upstream create shaping past the queue', () => {
     expect((await queued).status).toBe(202)
     expect(gw.app.upstreamShaper.waiting).toBe(0)
     expect(creates()).toHaveLength(2)
-    expectSpacedAtRate(creates().map((r) => r.receivedAt))
+    expectShaped(takes, creates().map((r) => r.receivedAt), 1000)
     // Only the two accepted creates hold credits (1 each for flux-schnell).
     expect(await balance()).toMatchObject({ reserved_credits: 2, used_credits: 0 })
   })
@@ -80,7 +76,7 @@ describe('upstream create shaping past the queue', () => {
   })
 
   it('a full queue turns away every caller alike, and clears as the waiter leaves', async () => {
-    const { gw, create, creates } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '5000', REPLICATE_CREATE_QUEUE_SIZE: '2' })
+    const { gw, takes, create, creates } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '5000', REPLICATE_CREATE_QUEUE_SIZE: '2' })
     const started = Date.now()
     const answers = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => create(`crowd ${i}`)))
     const statuses = answers.map((a) => a.status).sort()
@@ -89,13 +85,13 @@ describe('upstream create shaping past the queue', () => {
     for (const a of answers.filter((x) => x.status === 503)) expect(a.headers['retry-after']).toBe('5')
     expect(creates()).toHaveLength(3)
     const times = creates().map((r) => r.receivedAt)
-    expectSpacedAtRate(times)
+    expectShaped(takes, times, 1000)
     expect(Math.max(...times) - started).toBeGreaterThanOrEqual(1900)
     expect(gw.app.upstreamShaper.waiting).toBe(0)
   })
 
   it('a slot further off than REPLICATE_CREATE_QUEUE_MS is refused with 429 after the wait, and a retry after Retry-After is taken', async () => {
-    const { gw, create, creates, balance } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '1000', REPLICATE_CREATE_QUEUE_SIZE: '10' })
+    const { gw, takes, create, creates, balance } = await setUp({ REPLICATE_CREATE_QUEUE_MS: '1000', REPLICATE_CREATE_QUEUE_SIZE: '10' })
     expect((await create('first')).status).toBe(202)
     // Its slot is one second off: within the wait, so it queues.
     const queued = create('second, queued')
@@ -115,7 +111,7 @@ describe('upstream create shaping past the queue', () => {
     expect(retried.status).toBe(202)
 
     expect(creates()).toHaveLength(3)
-    expectSpacedAtRate(creates().map((r) => r.receivedAt))
+    expectShaped(takes, creates().map((r) => r.receivedAt), 1000)
     expect(await balance()).toMatchObject({ reserved_credits: 3, used_credits: 0 })
   })
 })
