@@ -10,6 +10,7 @@
  */
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../src/config.ts'
+import { loadEnvFile } from '../src/env-file.ts'
 import { createRedisStore } from '../src/stores/redis.ts'
 import { createSqliteStore } from '../src/stores/sqlite.ts'
 import type { StateStore } from '../src/stores/types.ts'
@@ -116,6 +117,7 @@ try {
     process.stdout.write(HELP)
   } else {
     // Keys live in the store alone: managing them needs no Replicate token, even in production.
+    loadEnvFile()
     const config = loadConfig(process.env, { serving: false })
     store = config.REDIS_URL
       ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
