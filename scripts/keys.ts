@@ -4,17 +4,45 @@
  *   npm run keys -- create --plan basic [--budget 500] [--period month|total] [--rate 60] [--name "team a"]
  *   npm run keys -- list
  *   npm run keys -- revoke <key id>
+ *   npm run keys -- --help
  *
  * `create` prints the new key once; only its hash is stored.
  */
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../src/config.ts'
+import { loadEnvFile } from '../src/env-file.ts'
 import { createRedisStore } from '../src/stores/redis.ts'
 import { createSqliteStore } from '../src/stores/sqlite.ts'
 import type { StateStore } from '../src/stores/types.ts'
 import { createApiKey } from '../src/tenancy/keys.ts'
 
 const USAGE = 'usage: npm run keys -- create --plan free|basic|premium|pro [--budget N] [--period month|total] [--rate N] [--name TEXT] | list | revoke <id>'
+
+const HELP = `Manage the gateway's API keys in its state store: the SQLite file (STATE_SQLITE_PATH, default
+./data/flux-gateway.sqlite) or Redis when REDIS_URL is set (with REDIS_KEY_PREFIX). Settings come from the
+environment and from .env, as for the server.
+
+usage: npm run keys -- <command> [options]
+
+commands:
+  create --plan PLAN   make a key and print it once (only a hash of its secret is stored)
+  list                 every key: id, active or revoked, plan, budget, rate, creation time, name
+  revoke <id>          revoke a key by its id (or by the whole key); it cannot be undone
+  help                 this text (also --help, -h)
+
+options of create:
+  --plan PLAN          free, basic or premium (pro is another name for premium); required
+  --budget N           credits the key may spend per period; default unlimited
+  --period P           month (the default; resets on the 1st, UTC) or total (for the key's lifetime)
+  --rate N             requests a minute (bursts up to N); default unlimited
+  --name TEXT          a label shown by list
+
+examples:
+  npm run keys -- create --plan basic --budget 500
+  npm run keys -- create --plan premium --budget 2000 --period total --rate 120 --name "team a"
+  npm run keys -- list
+  npm run keys -- revoke 3f2a9c0d41b7e655
+`
 
 function positiveInteger (name: string, value: string | undefined): number | null {
   if (value === undefined) return null
@@ -23,18 +51,26 @@ function positiveInteger (name: string, value: string | undefined): number | nul
   return n
 }
 
-async function run (store: StateStore, argv: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      plan: { type: 'string' },
-      budget: { type: 'string' },
-      period: { type: 'string', default: 'month' },
-      rate: { type: 'string' },
-      name: { type: 'string', default: '' }
-    }
-  })
+const OPTIONS = {
+  plan: { type: 'string' },
+  budget: { type: 'string' },
+  period: { type: 'string', default: 'month' },
+  rate: { type: 'string' },
+  name: { type: 'string', default: '' },
+  help: { type: 'boolean', short: 'h', default: false }
+} as const
+
+type Args = ReturnType<typeof parseArgs<{ args: string[], allowPositionals: true, options: typeof OPTIONS }>>
+
+function parse (argv: string[]): Args {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; see \`npm run keys -- --help\``, { cause: err })
+  }
+}
+
+async function run (store: StateStore, { positionals, values }: Args): Promise<void> {
   const [command, arg] = positionals
   if (command === 'create') {
     if (!values.plan) throw new Error('--plan is required')
@@ -69,18 +105,25 @@ async function run (store: StateStore, argv: string[]): Promise<void> {
     if (!(await store.revokeKey(id, Date.now()))) throw new Error(`no active key ${id}`)
     console.log(`revoked ${id}`)
   } else {
-    throw new Error(USAGE)
+    throw new Error(`${USAGE}\n(npm run keys -- --help for more)`)
   }
 }
 
 let store: StateStore | undefined
 try {
-  // Keys live in the store alone: managing them needs no Replicate token, even in production.
-  const config = loadConfig(process.env, { serving: false })
-  store = config.REDIS_URL
-    ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
-    : createSqliteStore({ path: config.STATE_SQLITE_PATH })
-  await run(store, process.argv.slice(2))
+  // Arguments first: help and a mistyped option need neither the configuration nor the store.
+  const args = parse(process.argv.slice(2))
+  if (args.values.help || args.positionals[0] === 'help') {
+    process.stdout.write(HELP)
+  } else {
+    // Keys live in the store alone: managing them needs no Replicate token, even in production.
+    loadEnvFile()
+    const config = loadConfig(process.env, { serving: false })
+    store = config.REDIS_URL
+      ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
+      : createSqliteStore({ path: config.STATE_SQLITE_PATH })
+    await run(store, args)
+  }
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : `keys: ${(err as Error).message}`)
   process.exitCode = err instanceof ConfigError ? 78 : 1

@@ -2,11 +2,14 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { watchParent } from './parent-watch.ts'
+import { loadEnvFile } from './env-file.ts'
 
 /** Process entry: read the config, build the app, listen, and shut down gracefully on SIGTERM/SIGINT. */
 async function main (): Promise<void> {
   let config
+  let envFile: string | undefined
   try {
+    envFile = loadEnvFile()
     config = loadConfig()
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -17,6 +20,7 @@ async function main (): Promise<void> {
     throw err
   }
   const app = await buildApp({ config })
+  if (envFile !== undefined) app.log.info({ envFile }, 'settings read from .env (the environment wins)')
   closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_DRAIN_DELAY_MS }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')

@@ -19,8 +19,25 @@ export class ImageTooLargeError extends AppError {
 }
 
 export class UnsupportedMediaTypeError extends AppError {
-  constructor (allowedTypes: readonly string[], extra: { field?: string } = {}) {
-    super('unsupported_media_type', 415, `The image must be one of: ${allowedTypes.join(', ')}.`, { ...extra, allowedTypes: [...allowedTypes] })
+  constructor (allowedTypes: readonly string[], extra: { field?: string } = {}, message = `The image must be one of: ${allowedTypes.join(', ')}.`) {
+    super('unsupported_media_type', 415, message, { ...extra, allowedTypes: [...allowedTypes] })
+  }
+}
+
+const TYPE_NAMES: Record<string, string> = { 'image/png': 'PNG', 'image/jpeg': 'JPEG', 'image/webp': 'WebP', 'image/gif': 'GIF' }
+const typeName = (type: string): string => TYPE_NAMES[type] ?? type
+
+/**
+ * The declared type is one we take, but the bytes are not that image (sniffed by magic bytes): saying which types
+ * are allowed would not help, since the caller already named one of them.
+ */
+export class ImageTypeMismatchError extends UnsupportedMediaTypeError {
+  constructor (o: { declared: string, actual: string | undefined, source: 'data: URI' | 'Content-Type', allowedTypes: readonly string[] }, extra: { field?: string } = {}) {
+    const what = o.source === 'data: URI' ? 'The data' : 'The image'
+    const actually = o.actual === undefined
+      ? `its bytes are not ${o.allowedTypes.map(typeName).join(', ').replace(/, ([^,]*)$/, ' or $1')} data`
+      : `its bytes are ${typeName(o.actual)} data`
+    super(o.allowedTypes, extra, `${what} is not a valid ${typeName(o.declared)} image, as its ${o.source} declares: ${actually}.`)
   }
 }
 

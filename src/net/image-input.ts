@@ -1,6 +1,6 @@
 import sharp from 'sharp'
 import { ValidationError } from '../errors.ts'
-import { ImageTooLargeError, UnsupportedMediaTypeError, UrlNotAllowedError } from './errors.ts'
+import { ImageTooLargeError, ImageTypeMismatchError, UnsupportedMediaTypeError, UrlNotAllowedError } from './errors.ts'
 import { imageTypeList, normaliseMediaType, sniffImageType } from './image-type.ts'
 import type { ImageType } from './image-type.ts'
 import { canonicalAddress } from './address-policy.ts'
@@ -76,7 +76,8 @@ async function parseDataUri (value: string, limits: ImageInputLimits, field: str
   if (payload.length % 4 !== 0 || !BASE64.test(payload)) throw invalid('is not valid base64')
   const bytes = Buffer.from(payload, 'base64')
   if (bytes.length === 0) throw invalid('is empty')
-  if (sniffImageType(bytes) !== declared) throw new UnsupportedMediaTypeError(allowedTypes, { field })
+  const actual = sniffImageType(bytes)
+  if (actual !== declared) throw new ImageTypeMismatchError({ declared, actual, source: 'data: URI', allowedTypes }, { field })
 
   const { width, height } = await measureImage(bytes, { ...limits, field })
   return { kind: 'data', bytes, contentType: declared as ImageType, width, height }

@@ -10,6 +10,7 @@ import {
   ImageFetchFailedError,
   ImageFetchTimeoutError,
   ImageTooLargeError,
+  ImageTypeMismatchError,
   UnsupportedMediaTypeError,
   UrlNotAllowedError
 } from './errors.ts'
@@ -180,7 +181,8 @@ export function createSafeFetcher (opts: SafeFetcherOptions = {}): SafeFetcher {
       chunks.push(buffer)
     }
     const bytes = Buffer.concat(chunks, total)
-    if (sniffImageType(bytes) !== declared) throw new UnsupportedMediaTypeError(allowedTypes)
+    const actual = sniffImageType(bytes)
+    if (actual !== declared) throw new ImageTypeMismatchError({ declared, actual, source: 'Content-Type', allowedTypes })
     return { bytes, contentType: declared }
   }
 

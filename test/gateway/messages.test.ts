@@ -65,3 +65,15 @@ describe('validation messages', () => {
     expect((await errorsOf('/v1/text-to-image', { prompt: 'a lighthouse', colour: 'red' })).colour).toBe('is not a known field')
   })
 })
+
+describe('image data that is not what it says', () => {
+  it('data:image/png;base64,AAAA is "not a valid PNG image", not a list of types', async () => {
+    const res = await gw.call('POST', '/v1/image-to-image', { prompt: 'make it night', image_url: 'data:image/png;base64,AAAA' })
+    expect(res.status).toBe(415)
+    expect(res.body.code).toBe('unsupported_media_type')
+    const message = 'The data is not a valid PNG image, as its data: URI declares: its bytes are not PNG, JPEG, WebP or GIF data.'
+    expect(res.body.detail).toBe(message)
+    expect(res.body.errors).toEqual([{ field: 'image_url', message }])
+    expect(gw.emulator.requests).toEqual([])
+  })
+})

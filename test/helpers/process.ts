@@ -14,9 +14,9 @@ export interface GatewayProcess {
 
 const root = path.join(import.meta.dirname, '..', '..')
 
-export async function spawnGateway (env: Record<string, string>): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', 'src/server.ts'], {
-    cwd: root,
+export async function spawnGateway (env: Record<string, string>, o: { cwd?: string } = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', path.join(root, 'src', 'server.ts')], {
+    cwd: o.cwd ?? root,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', READINESS_CACHE_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

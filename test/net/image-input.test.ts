@@ -122,6 +122,17 @@ describe('parseImageInput: data URIs', () => {
     expect(err.extra).toMatchObject({ field: 'image_url' })
   })
 
+  it('says that data is not a valid image of its declared type', async () => {
+    const zeros = await rejection(parseImageInput('data:image/png;base64,AAAA', limits))
+    expect([zeros.code, zeros.statusCode]).toEqual(['unsupported_media_type', 415])
+    expect(zeros.message).toBe('The data is not a valid PNG image, as its data: URI declares: its bytes are not PNG, JPEG, WebP or GIF data.')
+    const jpegAsPng = await rejection(parseImageInput(dataUri('image/png', jpeg), limits))
+    expect(jpegAsPng.message).toBe('The data is not a valid PNG image, as its data: URI declares: its bytes are JPEG data.')
+    // A type we do not take at all still lists the ones we do.
+    const svg = await rejection(parseImageInput(dataUri('image/svg+xml', Buffer.from('<svg/>')), limits))
+    expect(svg.message).toMatch(/^The image must be one of: image\/png, /)
+  })
+
   it.each([
     ['a PNG signature followed by garbage', () => dataUri('image/png', Buffer.concat([png.subarray(0, 8), Buffer.from('garbage garbage garbage garbage')]))],
     ['a PNG cut in half', () => dataUri('image/png', png.subarray(0, Math.floor(png.length / 2)))],

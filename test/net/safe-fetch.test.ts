@@ -364,6 +364,16 @@ describe('createSafeFetcher: size and type', () => {
     expect(err.statusCode).toBe(415)
   })
 
+  it('says that an image is not the type its Content-Type declares, rather than listing the types', async () => {
+    routes['/lies.png'] = image(jpeg, 'image/png')
+    routes['/text.png'] = image(Buffer.from('hello, this is not an image'), 'image/png')
+    const lies = await failure(fetcher().fetch(`${server.origin}/lies.png`))
+    expect([lies.code, lies.statusCode]).toEqual(['unsupported_media_type', 415])
+    expect(lies.message).toBe('The image is not a valid PNG image, as its Content-Type declares: its bytes are JPEG data.')
+    const text = await failure(fetcher().fetch(`${server.origin}/text.png`))
+    expect(text.message).toBe('The image is not a valid PNG image, as its Content-Type declares: its bytes are not PNG, JPEG, WebP or GIF data.')
+  })
+
   it('honours allowedContentTypes', async () => {
     routes['/a.jpg'] = image(jpeg, 'image/jpeg')
     const err = await failure(fetcher({ allowedContentTypes: ['image/png'] }).fetch(`${server.origin}/a.jpg`))

@@ -108,6 +108,17 @@ describe('npm run keys', () => {
     expect(again.stderr).toContain(`no active key ${first.id}`)
   })
 
+  it.each([[['--help']], [['-h']], [['help']], [['create', '--help']]])('%j prints the commands and options, and touches nothing', async (args) => {
+    // A broken setting proves help needs neither the configuration nor the store.
+    const run = await keysWith({ LOG_LEVEL: 'loud' }, ...args)
+    expect(run.code).toBe(0)
+    expect(run.stderr).toBe('')
+    expect(run.stdout).toMatch(/^usage: npm run keys -- <command> \[options\]$/m)
+    for (const word of ['create --plan PLAN', 'list', 'revoke <id>', '--budget N', '--period P', '--rate N', '--name TEXT', 'pro is another name for premium']) {
+      expect(run.stdout).toContain(word)
+    }
+  })
+
   describe('bad arguments', () => {
     let before: string
     beforeAll(async () => { before = (await keys('list')).stdout })
@@ -119,7 +130,7 @@ describe('npm run keys', () => {
       [['create', '--plan', 'basic', '--budget', '0'], /--budget must be a positive integer, got "0"/],
       [['create', '--plan', 'basic', '--rate', '1.5'], /--rate must be a positive integer, got "1.5"/],
       [['create', '--plan', 'basic', '--period', 'year'], /--period must be month or total/],
-      [['create', '--plan', 'basic', '--colour', 'red'], /--colour/],
+      [['create', '--plan', 'basic', '--colour', 'red'], /--colour.*see `npm run keys -- --help`/s],
       [['revoke'], /revoke needs a key id/],
       [['rotate'], /usage: npm run keys -- create --plan/],
       [[], /usage: npm run keys/]
