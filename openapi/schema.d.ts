@@ -147,7 +147,7 @@ export interface paths {
         };
         /**
          * A kept output image
-         * @description The images of a succeeded prediction are copied into our storage when it ends, so they outlive Replicate's one-hour URLs. Only the key that created the prediction may fetch them.
+         * @description The images of a succeeded prediction are copied into our storage when it ends, so they outlive Replicate's one-hour URLs. The URLs in `output` are signed (`exp`, `sig`) and need no header, so an `<img src>` can show them until they expire; without a signature, only the key that created the prediction may fetch the image. An expired or altered signature is 403 `signature_invalid`.
          */
         get: operations["getPredictionImage"];
         put?: never;
@@ -665,7 +665,7 @@ export interface components {
             created_at: string;
             started_at: string | null;
             completed_at: string | null;
-            /** @description Image URLs the caller can fetch; null until ready. Replicate deletes them after about an hour. */
+            /** @description The images; null until ready. Kept images are signed URLs that need no Authorization header (an `<img src>` can show them) and work for IMAGE_URL_TTL_SECONDS (1 h by default): read the prediction again for fresh ones. Before they are kept, these are Replicate's own URLs, which it deletes after about an hour. */
             output: string[] | null;
             error: components["schemas"]["PredictionError"] | null;
             /** @description Credits this prediction costs: reserved while running, settled per delivered image, 0 when it failed or never started. */
@@ -1233,8 +1233,16 @@ export interface operations {
     };
     getPredictionImage: {
         parameters: {
-            query?: never;
-            header?: never;
+            query?: {
+                /** @description When the signed URL expires (Unix seconds). */
+                exp?: number;
+                /** @description The URL's signature, as `output` gave it. */
+                sig?: string;
+            };
+            header?: {
+                /** @description An ETag from an earlier answer: 304 when the image is the same (it always is). */
+                "if-none-match"?: string;
+            };
             path: {
                 /** @description Replicate's prediction id. */
                 id: string;
@@ -1256,6 +1264,13 @@ export interface operations {
                     "image/jpeg": string;
                 };
             };
+            /** @description Not modified: the ETag sent in If-None-Match is this image's. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Invalid request: `errors` names each bad field. */
             400: {
                 headers: {
@@ -1267,6 +1282,15 @@ export interface operations {
             };
             /** @description No valid API key: send `Authorization: Bearer <key>`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

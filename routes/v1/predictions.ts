@@ -18,7 +18,8 @@ const predictions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: refTo(PredictionSchema, { description: 'The prediction.' }), ...problemResponses(400, 401, 404, 429, 502, 503, 504) }
     }
   }, async (request, reply) => {
-    return fastify.tenancy.get(request.tenant, request.params.id, { waitSeconds: request.query.wait, signal: disconnectSignal(reply), baseUrl: fastify.publicBaseUrl(request) })
+    const prediction = await fastify.tenancy.get(request.tenant, request.params.id, { waitSeconds: request.query.wait, signal: disconnectSignal(reply), baseUrl: fastify.publicBaseUrl(request) })
+    return fastify.imageUrls.signOutput(prediction)
   })
 
   fastify.post('/predictions/:id/cancel', {
@@ -32,7 +33,7 @@ const predictions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: refTo(PredictionSchema, { description: 'The prediction after the cancel.' }), ...problemResponses(400, 401, 404, 429, 502, 503, 504) }
     }
   }, async (request) => {
-    return fastify.tenancy.cancel(request.tenant, request.params.id, { baseUrl: fastify.publicBaseUrl(request) })
+    return fastify.imageUrls.signOutput(await fastify.tenancy.cancel(request.tenant, request.params.id, { baseUrl: fastify.publicBaseUrl(request) }))
   })
 }
 

@@ -50,7 +50,7 @@ export const PredictionSchema = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
   started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  output: Type.Union([Type.Array(Type.String({ format: 'uri' })), Type.Null()], { description: 'Image URLs the caller can fetch; null until ready. Replicate deletes them after about an hour.' }),
+  output: Type.Union([Type.Array(Type.String({ format: 'uri' })), Type.Null()], { description: 'The images; null until ready. Kept images are signed URLs that need no Authorization header (an `<img src>` can show them) and work for IMAGE_URL_TTL_SECONDS (1 h by default): read the prediction again for fresh ones. Before they are kept, these are Replicate\'s own URLs, which it deletes after about an hour.' }),
   error: Type.Union([refTo(PredictionErrorSchema), Type.Null()]),
   cost_credits: Type.Integer({ minimum: 0, description: 'Credits this prediction costs: reserved while running, settled per delivered image, 0 when it failed or never started.' }),
   warnings: Type.Array(refTo(WarningSchema)),

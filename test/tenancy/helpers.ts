@@ -1,3 +1,4 @@
+import { expect } from 'vitest'
 import { request } from 'undici'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import type { StateStore } from '../../src/stores/types.ts'
@@ -34,3 +35,9 @@ export async function storeWithKeys<K extends string> (keys: Record<K, NewKeyOpt
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Matches the signed URL of a kept image, whatever its expiry and signature. */
+export function signedImageUrl (base: string, id: string, index: number): unknown {
+  const escaped = `${base}/v1/predictions/${id}/images/${index}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return expect.stringMatching(new RegExp(`^${escaped}\\?exp=\\d+&sig=[A-Za-z0-9_-]{43}$`))
+}
