@@ -158,6 +158,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling key's predictions, newest first
+         * @description A page at a time: follow `next_cursor` until it is null. Each item has the shape GET /v1/predictions/{id} returns, as last recorded (a running one may have moved on: GET it for the latest). Only the calling key's own predictions are listed.
+         */
+        get: operations["listPredictions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predictions/{id}": {
         parameters: {
             query?: never;
@@ -210,6 +230,26 @@ export interface paths {
          * @description Credits and estimated USD of settled predictions, by model and by day (UTC), and the balance of the key's budget.
          */
         get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling key: its plan, the models it may use, its balance
+         * @description What a client needs to offer only what the key can do (the playground fills its model list from here).
+         */
+        get: operations["getKey"];
         put?: never;
         post?: never;
         delete?: never;
@@ -676,6 +716,12 @@ export interface components {
                 cancel: string;
             };
         };
+        PredictionList: {
+            /** @description Newest first. */
+            data: components["schemas"]["Prediction"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. A page may hold fewer than `limit` predictions and still have a next one. */
+            next_cursor: string | null;
+        };
         /** @description What readiness checked and how each check went. */
         Readiness: {
             status: "ready" | "unavailable";
@@ -750,6 +796,19 @@ export interface components {
                 /** @description Estimated upstream cost in US dollars. */
                 usd: number;
             }[];
+        };
+        /** @description What the calling key may do: its plan, its models and its balance. */
+        KeyInfo: {
+            /** @description `anonymous` when authentication is off. */
+            key_id: string;
+            plan: string;
+            /** @description False when the service runs without keys (development only): then every model may be used. */
+            authenticated: boolean;
+            /** @description The models this key may use, in catalog order. */
+            models: string[];
+            /** @description Used for text-to-image when a request names no model. */
+            default_model: string;
+            balance: components["schemas"]["Balance"];
         };
     };
     responses: never;
@@ -1318,6 +1377,65 @@ export interface operations {
             };
         };
     };
+    listPredictions: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: number;
+                /** @description `next_cursor` from the previous page. */
+                cursor?: string;
+                status?: components["schemas"]["PredictionStatus"];
+                /** @description Only this model's predictions. */
+                model?: "flux-schnell" | "flux-dev" | "flux-1.1-pro" | "flux-kontext-pro";
+                /** @description Only predictions created strictly after this instant. */
+                created_after?: string;
+                /** @description Only predictions created strictly before this instant. */
+                created_before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of predictions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionList"];
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getPrediction: {
         parameters: {
             query?: {
@@ -1521,6 +1639,44 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyInfo"];
                 };
             };
             /** @description No valid API key: send `Authorization: Bearer <key>`. */

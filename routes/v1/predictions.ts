@@ -1,9 +1,37 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { disconnectSignal } from '../../src/http-signal.ts'
-import { BEARER_SECURITY, PredictionIdParamsSchema, PredictionSchema, problemResponses, refTo } from '../../src/schemas/common.ts'
+import { MODEL_IDS } from '../../src/models/catalog.ts'
+import { BEARER_SECURITY, PredictionIdParamsSchema, PredictionListSchema, PredictionSchema, PredictionStatusSchema, problemResponses, refTo } from '../../src/schemas/common.ts'
+import { listHistory } from '../../src/tenancy/history.ts'
 
 const predictions: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/predictions', {
+    schema: {
+      operationId: 'listPredictions',
+      tags: ['predictions'],
+      summary: "The calling key's predictions, newest first",
+      description: 'A page at a time: follow `next_cursor` until it is null. Each item has the shape GET /v1/predictions/{id} returns, ' +
+        'as last recorded (a running one may have moved on: GET it for the latest). Only the calling key\'s own predictions are listed.',
+      security: BEARER_SECURITY,
+      querystring: Type.Object({
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'Page size.' })),
+        cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: '`next_cursor` from the previous page.' })),
+        status: Type.Optional(refTo(PredictionStatusSchema)),
+        model: Type.Optional(Type.Union(MODEL_IDS.map((id) => Type.Literal(id)), { description: 'Only this model\'s predictions.' })),
+        created_after: Type.Optional(Type.String({ format: 'date-time', description: 'Only predictions created strictly after this instant.' })),
+        created_before: Type.Optional(Type.String({ format: 'date-time', description: 'Only predictions created strictly before this instant.' }))
+      }, { additionalProperties: false }),
+      response: { 200: refTo(PredictionListSchema, { description: 'A page of predictions.' }), ...problemResponses(400, 401, 429) }
+    }
+  }, async (request) => {
+    const q = request.query
+    const page = await listHistory(fastify.state, request.tenant, {
+      limit: q.limit ?? 20, cursor: q.cursor, status: q.status, model: q.model, createdAfter: q.created_after, createdBefore: q.created_before
+    }, fastify.publicBaseUrl(request))
+    return { ...page, data: page.data.map((p) => fastify.imageUrls.signOutput(p)) }
+  })
+
   fastify.get('/predictions/:id', {
     schema: {
       operationId: 'getPrediction',

@@ -62,6 +62,11 @@ export const PredictionSchema = Type.Object({
 
 export type PublicPrediction = Static<typeof PredictionSchema>
 
+export const PredictionListSchema = Type.Object({
+  data: Type.Array(refTo(PredictionSchema), { description: 'Newest first.' }),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last page. A page may hold fewer than `limit` predictions and still have a next one.' })
+}, { $id: 'PredictionList', additionalProperties: false })
+
 export const PredictionIdParamsSchema = Type.Object({
   id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: "Replicate's prediction id." })
 }, { additionalProperties: false })
