@@ -147,9 +147,29 @@ export interface paths {
         };
         /**
          * A kept output image
-         * @description The images of a succeeded prediction are copied into our storage when it ends, so they outlive Replicate's one-hour URLs. Only the key that created the prediction may fetch them.
+         * @description The images of a succeeded prediction are copied into our storage when it ends, so they outlive Replicate's one-hour URLs. The URLs in `output` are signed (`exp`, `sig`) and need no header, so an `<img src>` can show them until they expire; without a signature, only the key that created the prediction may fetch the image. An expired or altered signature is 403 `signature_invalid`.
          */
         get: operations["getPredictionImage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling key's predictions, newest first
+         * @description A page at a time: follow `next_cursor` until it is null. Each item has the shape GET /v1/predictions/{id} returns, as last recorded (a running one may have moved on: GET it for the latest). Only the calling key's own predictions are listed.
+         */
+        get: operations["listPredictions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -210,6 +230,26 @@ export interface paths {
          * @description Credits and estimated USD of settled predictions, by model and by day (UTC), and the balance of the key's budget.
          */
         get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling key: its plan, the models it may use, its balance
+         * @description What a client needs to offer only what the key can do (the playground fills its model list from here).
+         */
+        get: operations["getKey"];
         put?: never;
         post?: never;
         delete?: never;
@@ -665,7 +705,7 @@ export interface components {
             created_at: string;
             started_at: string | null;
             completed_at: string | null;
-            /** @description Image URLs the caller can fetch; null until ready. Replicate deletes them after about an hour. */
+            /** @description The images; null until ready. Kept images are signed URLs that need no Authorization header (an `<img src>` can show them) and work for IMAGE_URL_TTL_SECONDS (1 h by default): read the prediction again for fresh ones. Before they are kept, these are Replicate's own URLs, which it deletes after about an hour. */
             output: string[] | null;
             error: components["schemas"]["PredictionError"] | null;
             /** @description Credits this prediction costs: reserved while running, settled per delivered image, 0 when it failed or never started. */
@@ -675,6 +715,12 @@ export interface components {
                 get: string;
                 cancel: string;
             };
+        };
+        PredictionList: {
+            /** @description Newest first. */
+            data: components["schemas"]["Prediction"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. A page may hold fewer than `limit` predictions and still have a next one. */
+            next_cursor: string | null;
         };
         /** @description What readiness checked and how each check went. */
         Readiness: {
@@ -750,6 +796,19 @@ export interface components {
                 /** @description Estimated upstream cost in US dollars. */
                 usd: number;
             }[];
+        };
+        /** @description What the calling key may do: its plan, its models and its balance. */
+        KeyInfo: {
+            /** @description `anonymous` when authentication is off. */
+            key_id: string;
+            plan: string;
+            /** @description False when the service runs without keys (development only): then every model may be used. */
+            authenticated: boolean;
+            /** @description The models this key may use, in catalog order. */
+            models: string[];
+            /** @description Used for text-to-image when a request names no model. */
+            default_model: string;
+            balance: components["schemas"]["Balance"];
         };
     };
     responses: never;
@@ -1233,8 +1292,16 @@ export interface operations {
     };
     getPredictionImage: {
         parameters: {
-            query?: never;
-            header?: never;
+            query?: {
+                /** @description When the signed URL expires (Unix seconds). */
+                exp?: number;
+                /** @description The URL's signature, as `output` gave it. */
+                sig?: string;
+            };
+            header?: {
+                /** @description An ETag from an earlier answer: 304 when the image is the same (it always is). */
+                "if-none-match"?: string;
+            };
             path: {
                 /** @description Replicate's prediction id. */
                 id: string;
@@ -1256,6 +1323,13 @@ export interface operations {
                     "image/jpeg": string;
                 };
             };
+            /** @description Not modified: the ETag sent in If-None-Match is this image's. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Invalid request: `errors` names each bad field. */
             400: {
                 headers: {
@@ -1274,8 +1348,76 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such resource. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPredictions: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: number;
+                /** @description `next_cursor` from the previous page. */
+                cursor?: string;
+                status?: components["schemas"]["PredictionStatus"];
+                /** @description Only this model's predictions. */
+                model?: "flux-schnell" | "flux-dev" | "flux-1.1-pro" | "flux-kontext-pro";
+                /** @description Only predictions created strictly after this instant. */
+                created_after?: string;
+                /** @description Only predictions created strictly before this instant. */
+                created_before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of predictions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionList"];
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1497,6 +1639,44 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyInfo"];
                 };
             };
             /** @description No valid API key: send `Authorization: Bearer <key>`. */

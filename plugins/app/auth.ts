@@ -15,6 +15,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The route authenticates its callers itself (a signed webhook): no API key, no per-key limit. */
     public?: boolean
+    /** A request with a `sig` query parameter is authorized by that signature (the route checks it), not by a key. */
+    signedUrl?: boolean
   }
 }
 
@@ -69,6 +71,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
     if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return
+    if (request.routeOptions.config.signedUrl === true && typeof (request.query as Record<string, unknown> | undefined)?.sig === 'string') return
     if (!(await authEnabled())) {
       request.tenant = anonymous
       return

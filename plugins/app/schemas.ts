@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { FieldProblemSchema, PredictionErrorSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
+import { FieldProblemSchema, PredictionErrorSchema, PredictionListSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
-import { BalanceSchema, UsageSchema } from '../../src/schemas/usage.ts'
+import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
 
 /** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
 export default fp(async function schemas (fastify: FastifyInstance) {
@@ -15,10 +15,12 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     PredictionStatusSchema,
     PredictionErrorSchema,
     PredictionSchema,
+    PredictionListSchema,
     ReadinessSchema,
     HealthSchema,
     BalanceSchema,
-    UsageSchema
+    UsageSchema,
+    KeyInfoSchema
   ]
   for (const schema of shared) fastify.addSchema(schema)
 }, { name: 'schemas' })

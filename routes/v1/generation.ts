@@ -40,8 +40,9 @@ function waitFor (request: FastifyRequest, syncWait: number): { waitSeconds: num
 
 function answer (reply: FastifyReply, result: CreateResult, applied: string) {
   if (applied) reply.header('preference-applied', applied)
-  if (result.settled) return reply.code(200).send(result.prediction)
-  return reply.code(202).header('location', result.prediction.urls.get).send(result.prediction)
+  const prediction = reply.server.imageUrls.signOutput(result.prediction)
+  if (result.settled) return reply.code(200).send(prediction)
+  return reply.code(202).header('location', prediction.urls.get).send(prediction)
 }
 
 const generation: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) => {

@@ -50,7 +50,7 @@ export const PredictionSchema = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
   started_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  output: Type.Union([Type.Array(Type.String({ format: 'uri' })), Type.Null()], { description: 'Image URLs the caller can fetch; null until ready. Replicate deletes them after about an hour.' }),
+  output: Type.Union([Type.Array(Type.String({ format: 'uri' })), Type.Null()], { description: 'The images; null until ready. Kept images are signed URLs that need no Authorization header (an `<img src>` can show them) and work for IMAGE_URL_TTL_SECONDS (1 h by default): read the prediction again for fresh ones. Before they are kept, these are Replicate\'s own URLs, which it deletes after about an hour.' }),
   error: Type.Union([refTo(PredictionErrorSchema), Type.Null()]),
   cost_credits: Type.Integer({ minimum: 0, description: 'Credits this prediction costs: reserved while running, settled per delivered image, 0 when it failed or never started.' }),
   warnings: Type.Array(refTo(WarningSchema)),
@@ -61,6 +61,11 @@ export const PredictionSchema = Type.Object({
 }, { $id: 'Prediction', additionalProperties: false })
 
 export type PublicPrediction = Static<typeof PredictionSchema>
+
+export const PredictionListSchema = Type.Object({
+  data: Type.Array(refTo(PredictionSchema), { description: 'Newest first.' }),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last page. A page may hold fewer than `limit` predictions and still have a next one.' })
+}, { $id: 'PredictionList', additionalProperties: false })
 
 export const PredictionIdParamsSchema = Type.Object({
   id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: "Replicate's prediction id." })

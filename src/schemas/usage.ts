@@ -26,3 +26,12 @@ export const UsageSchema = Type.Object({
 }, { $id: 'Usage', additionalProperties: false, description: 'Settled usage and the current balance of the calling key.' })
 
 export type Usage = Static<typeof UsageSchema>
+
+export const KeyInfoSchema = Type.Object({
+  key_id: Type.String({ description: '`anonymous` when authentication is off.' }),
+  plan: Type.String(),
+  authenticated: Type.Boolean({ description: 'False when the service runs without keys (development only): then every model may be used.' }),
+  models: Type.Array(Type.String(), { description: 'The models this key may use, in catalog order.' }),
+  default_model: Type.String({ description: 'Used for text-to-image when a request names no model.' }),
+  balance: Type.Ref('Balance')
+}, { $id: 'KeyInfo', additionalProperties: false, description: 'What the calling key may do: its plan, its models and its balance.' })

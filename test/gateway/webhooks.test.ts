@@ -7,7 +7,7 @@ import { signWebhook } from '../../src/replicate/webhooks.ts'
 import type { StateStore } from '../../src/stores/types.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { call, sleep, storeWithKeys } from '../tenancy/helpers.ts'
+import { call, signedImageUrl, sleep, storeWithKeys } from '../tenancy/helpers.ts'
 import type { Answer } from '../tenancy/helpers.ts'
 
 /** Replicate webhooks end predictions without the tracker polling (REFERENCE §5). */
@@ -111,7 +111,7 @@ describe('Replicate webhooks', () => {
     expect(image.headers['content-type']).toBe('image/webp')
     expect((await image.body.arrayBuffer()).byteLength).toBeGreaterThan(0)
     const got = await call(gw.url, 'GET', `/v1/predictions/${id}`, { key })
-    expect(got.body).toMatchObject({ status: 'succeeded', output: [`${gw.url}/v1/predictions/${id}/images/0`] })
+    expect(got.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(gw.url, id, 0)] })
   })
 
   it('without webhooks the same tracking polls upstream', async () => {

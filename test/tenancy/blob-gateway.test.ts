@@ -5,7 +5,7 @@ import { BLOB_ACCOUNT, startFakeBlobStorage } from '../fakes/blob-storage.ts'
 import type { FakeBlobStorage } from '../fakes/blob-storage.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { call, storeWithKeys } from './helpers.ts'
+import { call, signedImageUrl, storeWithKeys } from './helpers.ts'
 
 let blob: FakeBlobStorage
 let gw: TestGateway
@@ -40,7 +40,7 @@ describe('a gateway keeping images in Azure Blob Storage', () => {
     const res = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'a lighthouse kept in a blob', model: 'flux-schnell', output_format: 'png' } })
     expect(res.status).toBe(200)
     const id = res.body.id as string
-    expect(res.body.output).toEqual([`${gw.url}/v1/predictions/${id}/images/0`])
+    expect(res.body.output).toEqual([signedImageUrl(gw.url, id, 0)])
 
     const upstreamUrl = (gw.emulator.getPrediction(id)!.output as string[])[0]!
     const original = Buffer.from(await (await request(upstreamUrl)).body.arrayBuffer())

@@ -78,3 +78,9 @@ export function expectShaped (takes: RecordedTake[], arrivals: number[], interva
   // A timer can fire a millisecond before Date.now() says it is due.
   sorted.forEach((t, i) => expect(t).toBeGreaterThanOrEqual(slots[i]! - 2))
 }
+
+/** Matches the signed URL of a kept image, whatever its expiry and signature. */
+export function signedImageUrl (base: string, id: string, index: number): unknown {
+  const escaped = `${base}/v1/predictions/${id}/images/${index}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return expect.stringMatching(new RegExp(`^${escaped}\\?exp=\\d+&sig=[A-Za-z0-9_-]{43}$`))
+}

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { StateStore } from '../../src/stores/types.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { call, sleep, storeWithKeys } from './helpers.ts'
+import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 let gw: TestGateway
 let store: StateStore
@@ -160,7 +160,7 @@ describe('usage ledger', () => {
     const res = await call(gw.url, 'POST', '/v1/text-to-image', { key: keys.a, body: { prompt: 'a kept image', model: 'flux-schnell', output_format: 'png' } })
     expect(res.status).toBe(200)
     const id = res.body.id as string
-    expect(res.body.output).toEqual([`${gw.url}/v1/predictions/${id}/images/0`])
+    expect(res.body.output).toEqual([signedImageUrl(gw.url, id, 0)])
     const upstreamUrl = (gw.emulator.getPrediction(id)!.output as string[])[0]!
     const fresh = await request(upstreamUrl)
     const original = Buffer.from(await fresh.body.arrayBuffer())
@@ -173,7 +173,7 @@ describe('usage ledger', () => {
     expect(kept.headers['content-type']).toBe('image/png')
     expect(Buffer.from(await kept.body.arrayBuffer()).equals(original)).toBe(true)
     const again = await call(gw.url, 'GET', `/v1/predictions/${id}`, { key: keys.a })
-    expect(again.body.output).toEqual([`${gw.url}/v1/predictions/${id}/images/0`])
+    expect(again.body.output).toEqual([signedImageUrl(gw.url, id, 0)])
     expect((await call(gw.url, 'GET', `/v1/predictions/${id}/images/1`, { key: keys.a })).status).toBe(404)
   })
 })

@@ -9,7 +9,7 @@ import { spawnGateway } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import { redisUnavailable, startTestRedis } from '../helpers/redis.ts'
 import type { TestRedis } from '../helpers/redis.ts'
-import { call, sleep, storeWithKeys } from './helpers.ts'
+import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 if (redisUnavailable) {
   describe('two gateway processes sharing one Redis', () => {
@@ -92,7 +92,7 @@ if (redisUnavailable) {
         read = await call(b.url, 'GET', `/v1/predictions/${id}`, { key: keys.main })
       }
       expect(read.status).toBe(200)
-      expect(read.body).toMatchObject({ id, status: 'succeeded', output: [`${b.url}/v1/predictions/${id}/images/0`] })
+      expect(read.body).toMatchObject({ id, status: 'succeeded', output: [signedImageUrl(b.url, id, 0)] })
       const image = await call(b.url, 'GET', `/v1/predictions/${id}/images/0`, { key: keys.main })
       expect(image.status).toBe(200)
       expect(image.headers['content-type']).toBe('image/webp')

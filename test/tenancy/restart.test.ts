@@ -10,7 +10,7 @@ import { spawnGateway } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import type { Prediction } from '../../src/replicate/types.ts'
 import type { StateStore } from '../../src/stores/types.ts'
-import { call, sleep, storeWithKeys } from './helpers.ts'
+import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 let emulator: Emulator
 let dir: string
@@ -96,7 +96,7 @@ describe('restart recovery', () => {
     }
     expect(second.logs.some((l) => l.includes('resumed tracking unfinished predictions'))).toBe(true)
     const read = await call(second.url, 'GET', `/v1/predictions/${id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', output: [`${second.url}/v1/predictions/${id}/images/0`] })
+    expect(read.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, id, 0)] })
     const image = await request(read.body.output[0], { headers: { authorization: `Bearer ${seed.keys.k}` } })
     expect(image.statusCode).toBe(200)
     expect(image.headers['content-type']).toBe('image/webp')
@@ -138,7 +138,7 @@ describe('restart recovery', () => {
     expect(second.logs.some((l) => l.includes('adopted a prediction whose create was interrupted'))).toBe(true)
 
     const read = await call(second.url, 'GET', `/v1/predictions/${id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', model: 'flux-dev', output: [`${second.url}/v1/predictions/${id}/images/0`] })
+    expect(read.body).toMatchObject({ status: 'succeeded', model: 'flux-dev', output: [signedImageUrl(second.url, id, 0)] })
     const image = await request(read.body.output[0], { headers: { authorization: `Bearer ${seed.keys.k}` } })
     expect(image.statusCode).toBe(200)
     expect(image.headers['content-type']).toBe('image/webp')
