@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import { spawnGateway } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
+import { signedImageUrl } from '../tenancy/helpers.ts'
 
 let child: ChildProcess | undefined
 
@@ -97,7 +98,7 @@ describe('graceful shutdown', () => {
       expect(res.statusCode).toBe(200)
       expect(body.status).toBe('succeeded')
       // The gateway's own URL: the copy was made while the emulator and the fetcher were still there.
-      expect(body.output).toEqual([`${first.url}/v1/predictions/${body.id}/images/0`])
+      expect(body.output).toEqual([signedImageUrl(first.url, body.id, 0)])
       expect(await exitCode).toBe(0)
       expect(first.logs.filter((l) => l.includes('could not download an output image') || l.includes('could not be kept'))).toEqual([])
 
@@ -115,7 +116,7 @@ describe('graceful shutdown', () => {
       gateways.push(second)
       const read = await request(`${second.url}/v1/predictions/${body.id}`)
       const again = await read.body.json() as { status: string, output: string[] }
-      expect(again).toMatchObject({ status: 'succeeded', output: [`${second.url}/v1/predictions/${body.id}/images/0`] })
+      expect(again).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, body.id, 0)] })
       const image = await request(again.output[0]!)
       expect(image.statusCode).toBe(200)
       expect(image.headers['content-type']).toBe('image/webp')

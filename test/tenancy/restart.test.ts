@@ -209,7 +209,7 @@ describe('restart recovery', () => {
     expect(entry).toMatchObject({ owner: seed.ids.k, kept: [{ key: `${upstream.id}/0.webp`, contentType: 'image/webp' }] })
     expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
     const read = await call(second.url, 'GET', `/v1/predictions/${upstream.id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', output: [`${second.url}/v1/predictions/${upstream.id}/images/0`] })
+    expect(read.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, upstream.id, 0)] })
   }, 40_000)
 
   it('after SIGTERM with an async prediction still running, the next process finishes it', async () => {
