@@ -329,8 +329,7 @@ export interface components {
              */
             height?: 512 | 768 | 1024 | 1536;
             /**
-             * @description How many images to make. flux-schnell and flux-dev make up to 4 in one prediction; flux-1.1-pro and flux-kontext-pro make one image per prediction, so they accept only 1. Each image is billed.
-             * @default 1
+             * @description How many images to make (default 1). flux-schnell and flux-dev make up to 4 in one prediction; flux-1.1-pro and flux-kontext-pro make one image per prediction, so they accept only 1. Each image is billed.
              * @example 1
              */
             num_outputs?: number;
@@ -391,7 +390,6 @@ export interface components {
             model: components["schemas"]["ModelId"];
             /**
              * @description How many images. Default 1.
-             * @default 1
              * @example 4
              */
             num_images?: number;
