@@ -15,7 +15,7 @@ export default fp(async function http (fastify: FastifyInstance) {
     // as a problem document, and the connection is not kept.
     // Probes still answer for themselves (readiness says 503 with its checks).
     if (fastify.lifecycle.closing && !request.url.startsWith('/health')) {
-      const { status, body } = toProblem(new AppError('service_unavailable', 503, 'The service is shutting down; retry on another instance.'), String(request.id))
+      const { status, body } = toProblem(new AppError('service_unavailable', 'The service is shutting down; retry on another instance.'), String(request.id))
       return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
     }
   })

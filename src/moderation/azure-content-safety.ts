@@ -33,7 +33,7 @@ export type ModerationFailureMode = 'closed' | 'open'
 
 export class ModerationUnavailableError extends AppError {
   constructor () {
-    super('service_unavailable', 503, 'Content moderation is unavailable at the moment, so the request was not run. Try again shortly.', {
+    super('service_unavailable', 'Content moderation is unavailable at the moment, so the request was not run. Try again shortly.', {
       reason: 'moderation_unavailable',
       retry_after: 5
     })
