@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
 import { buildValidatorCompiler } from './validation.ts'
+import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
 import type { SafeFetcherOptions } from './net/safe-fetch.ts'
@@ -101,7 +102,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     return503OnClosing: false,
     schemaController: {
       compilersFactory: {
-        buildValidator: buildValidatorCompiler
+        buildValidator: buildValidatorCompiler,
+        buildSerializer: buildSerializerCompiler
       }
     },
     ajv: { customOptions: { allErrors: true } }
