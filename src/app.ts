@@ -37,7 +37,7 @@ export interface AppOverrides {
   /** Tenancy seams: a ready store or image storage, and tracker timings. */
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
-  auth?: { keysRecheckMs?: number }
+  auth?: { keysRecheckMs?: number, keyCacheMs?: number }
 }
 
 export interface AppOptions {
