@@ -92,7 +92,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     },
     // Off, so genReqId always runs: with a header name Fastify would take the caller's value as it is.
     requestIdHeader: false,
-    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // One line per request, written when it ends (plugins/app/http.ts), instead of Fastify's two.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     genReqId: (req) => requestIdFor(req.headers),
     bodyLimit: config.BODY_LIMIT_BYTES,
     connectionTimeout: 0,
