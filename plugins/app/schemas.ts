@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { FieldProblemSchema, PredictionErrorSchema, PredictionListSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
+import { OPENAI_SCHEMAS } from '../../src/openai/schemas.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
 import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
 
@@ -20,7 +21,8 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     HealthSchema,
     BalanceSchema,
     UsageSchema,
-    KeyInfoSchema
+    KeyInfoSchema,
+    ...OPENAI_SCHEMAS
   ]
   for (const schema of shared) fastify.addSchema(schema)
 }, { name: 'schemas' })
