@@ -1,0 +1,68 @@
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { chromium } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+
+/** Where screenshots of the pages go: git-ignored, kept after the run for people to look at. */
+export const ARTIFACTS_DIR = path.join(import.meta.dirname, '..', 'artifacts')
+
+/**
+ * The system's Chromium (Debian's `chromium` package, which CI installs): `CHROMIUM_PATH` when set, else the first
+ * `chromium` or `chromium-browser` on PATH. Playwright's own browser downloads are not used.
+ */
+export function findChromium (): string | undefined {
+  const candidates = process.env.CHROMIUM_PATH
+    ? [process.env.CHROMIUM_PATH]
+    : (process.env.PATH ?? '').split(path.delimiter).filter(Boolean).flatMap((dir) => [path.join(dir, 'chromium'), path.join(dir, 'chromium-browser')])
+  return candidates.find((file) => {
+    try {
+      accessSync(file, constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+}
+
+export interface TestBrowser {
+  context: BrowserContext
+  /** A new tab (so a fresh sessionStorage) that records console errors and uncaught exceptions. */
+  newPage: () => Promise<{ page: Page, errors: string[] }>
+  /** Saves a full-page screenshot as `<name>.png` in ARTIFACTS_DIR. */
+  screenshot: (page: Page, name: string) => Promise<string>
+  close: () => Promise<void>
+}
+
+/** Headless Chromium on a fresh profile, kept off the network beyond what a page asks for. */
+export async function launchChromium (executablePath: string): Promise<TestBrowser> {
+  const profile = mkdtempSync(path.join(tmpdir(), 'fgw-chromium-'))
+  mkdirSync(ARTIFACTS_DIR, { recursive: true })
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync']
+  })
+  context.setDefaultTimeout(15_000)
+  return {
+    context,
+    async newPage () {
+      const page = await context.newPage()
+      const errors: string[] = []
+      page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()) })
+      page.on('pageerror', (err) => errors.push(String(err)))
+      return { page, errors }
+    },
+    async screenshot (page, name) {
+      const file = path.join(ARTIFACTS_DIR, `${name}.png`)
+      await page.screenshot({ path: file, fullPage: true })
+      return file
+    },
+    async close () {
+      await context.close()
+      rmSync(profile, { recursive: true, force: true })
+    }
+  }
+}

@@ -1,0 +1,165 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { request } from 'undici'
+import type { Page } from 'playwright-core'
+import { startGateway } from '../helpers/gateway.ts'
+import type { TestGateway } from '../helpers/gateway.ts'
+import { findChromium, launchChromium } from './chromium.ts'
+import type { TestBrowser } from './chromium.ts'
+
+const CHROMIUM = findChromium()
+if (!CHROMIUM) process.stderr.write('test/browser: SKIPPED, no chromium binary (install Debian\'s chromium or set CHROMIUM_PATH)\n')
+
+// flux-dev runs long enough (4 s) for a 2 s long-poll to see it processing; flux-schnell stays quick.
+const DEV_SECONDS = 200
+
+describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off', { timeout: 60_000 }, () => {
+  let gw: TestGateway
+  let browser: TestBrowser
+  let firstId: string
+
+  beforeAll(async () => {
+    gw = await startGateway({ emulator: { predictSeconds: { 'black-forest-labs/flux-dev': DEV_SECONDS } } })
+    browser = await launchChromium(CHROMIUM!)
+  }, 60_000)
+  afterAll(async () => {
+    await browser?.close()
+    await gw?.close()
+  })
+
+  const creates = () => gw.emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))
+
+  async function openPlayground (): Promise<{ page: Page, errors: string[] }> {
+    const tab = await browser.newPage()
+    await tab.page.goto(`${gw.url}/`)
+    await expect.poll(() => tab.page.locator('#model').isEnabled()).toBe(true)
+    return tab
+  }
+
+  it('generates an image on the emulator, shows each status as it changes, and shows the image with a download link', async () => {
+    const { page, errors } = await openPlayground()
+    expect(await page.locator('#key-status').textContent()).toContain('Authentication is off')
+    // Without keys every model may be used.
+    expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value)))
+      .toEqual(['flux-schnell', 'flux-dev', 'flux-1.1-pro', 'flux-kontext-pro'])
+
+    await page.locator('#model').selectOption('flux-dev')
+    await page.locator('#prompt').fill('a lighthouse on a cliff at dusk, oil painting')
+    await page.locator('#size').selectOption('1024x768')
+    await page.locator('#seed').fill('42')
+    await page.locator('#num-outputs').fill('2')
+    // The quote comes from POST /v1/quotes: 2 images × 2 credits.
+    await expect.poll(() => page.locator('#quote').textContent()).toContain('4 credits for 2 images of FLUX.1 [dev]')
+    await browser.screenshot(page, 'playground-1-ready')
+
+    await page.locator('#generate').click()
+    await page.locator('#progress-log li[data-status="processing"]').waitFor()
+    await browser.screenshot(page, 'playground-2-progress')
+    await page.locator('#images img').nth(1).waitFor()
+    await page.locator('#progress-log li[data-status="succeeded"]').waitFor()
+    await expect.poll(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as HTMLImageElement).complete))).toBe(true)
+    await browser.screenshot(page, 'playground-3-images')
+
+    // Every status once, in order, and how they arrived: this service has no events route, so by long-poll.
+    expect(await page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset.status)))
+      .toEqual(['sending', 'starting', 'processing', 'succeeded'])
+    expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
+    expect(await page.locator('#progress-bar').getAttribute('value')).toBe('100')
+
+    // What reached Replicate is what the form said.
+    const sent = creates().at(-1)!.body as { input: Record<string, unknown> }
+    expect(sent.input).toMatchObject({ prompt: 'a lighthouse on a cliff at dusk, oil painting', seed: 42, num_outputs: 2, aspect_ratio: '4:3' })
+
+    // The images really loaded (signed URLs, no header needed), and the download links point at them.
+    const images = page.locator('#images img')
+    expect(await images.count()).toBe(2)
+    for (let i = 0; i < 2; i++) {
+      expect(await images.nth(i).evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBe(1152)
+    }
+    firstId = (await page.locator('#images').getAttribute('data-prediction'))!
+    const link = page.locator('#images a.download').first()
+    expect(await link.getAttribute('download')).toBe(`${firstId}-1.webp`)
+    const href = (await link.getAttribute('href'))!
+    expect(href).toMatch(new RegExp(`^${gw.url}/v1/predictions/${firstId}/images/0\\?exp=\\d+&sig=`))
+    const image = await request(href)
+    expect(image.statusCode).toBe(200)
+    expect(image.headers['content-type']).toBe('image/webp')
+    await image.body.dump()
+    // The adjusted size is said once, naming both fields.
+    expect(await page.locator('#warnings li').allTextContents()).toEqual([expect.stringMatching(/^width, height flux-dev makes 1152×896 for 1024×768/)])
+    expect(errors).toEqual([])
+    await page.close()
+  })
+
+  it('shows each problem+json answer with its message, next to the field when it names one', async () => {
+    const { page } = await openPlayground()
+    const before = creates().length
+    await page.locator('#model').selectOption('flux-schnell')
+
+    await page.locator('#prompt').fill('a n.u.d.e statue')
+    await page.locator('#generate').click()
+    const alert = page.locator('#problem[data-code="content_policy_violation"]')
+    await alert.waitFor()
+    expect(await alert.getAttribute('role')).toBe('alert')
+    const text = (await alert.textContent())!
+    expect(text).toContain('The content policy refused this')
+    expect(text).toContain('The prompt was refused by the content policy.')
+    expect(text).toContain('sexual content')
+    expect(text).toContain('HTTP 422')
+    // The alert takes the focus, so a screen reader or keyboard user lands on it; a refused request shows no progress.
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('problem')
+    expect(await page.locator('#progress-section').isHidden()).toBe(true)
+    await browser.screenshot(page, 'playground-4-content-policy')
+
+    await page.locator('#prompt').fill('  ')
+    await page.locator('#seed').fill('-1')
+    await page.locator('#generate').click()
+    await page.locator('#problem[data-code="validation_error"]').waitFor()
+    expect(await page.locator('#prompt').getAttribute('aria-invalid')).toBe('true')
+    expect(await page.locator('#prompt-error').textContent()).toMatch(/^prompt /)
+    expect(await page.locator('#seed').getAttribute('aria-invalid')).toBe('true')
+    expect(await page.locator('#seed-error').isVisible()).toBe(true)
+    await browser.screenshot(page, 'playground-5-validation')
+    expect(creates()).toHaveLength(before)
+
+    // A prediction that fails upstream is reported like a problem too, with its id.
+    await page.locator('#prompt').fill('a fail-test poster')
+    await page.locator('#seed').fill('')
+    await page.locator('#generate').click()
+    await page.locator('#problem[data-code="prediction_failed"]').waitFor()
+    expect(await page.locator('#problem').textContent()).toContain('prediction')
+    expect(await page.locator('#prompt').getAttribute('aria-invalid')).toBeNull()
+    await page.close()
+  })
+
+  it('lists the history, newest first, and loads more pages as the list scrolls into view', async () => {
+    // Enough predictions for two pages (the page asks for 12 at a time).
+    for (let i = 0; i < 14; i++) {
+      const res = await gw.call('POST', '/v1/text-to-image', { prompt: `numbered tile ${i}`, model: 'flux-schnell' })
+      expect(res.status).toBe(200)
+    }
+    const all = await gw.call('GET', '/v1/predictions?limit=100')
+    const ids = (all.body.data as Array<{ id: string }>).map((p) => p.id)
+    expect(ids.length).toBeGreaterThan(12)
+    expect(ids).toContain(firstId)
+
+    const { page, errors } = await openPlayground()
+    const cursors: string[] = []
+    page.on('request', (r) => { if (r.url().includes('/v1/predictions?') && r.url().includes('cursor=')) cursors.push(r.url()) })
+    const items = page.locator('#history-list li')
+    await expect.poll(() => items.count()).toBe(12)
+    expect(cursors).toEqual([])
+    await page.locator('#history-more').scrollIntoViewIfNeeded()
+    await expect.poll(() => items.count()).toBe(ids.length)
+    expect(cursors).toHaveLength(1)
+    expect(await items.evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset.id))).toEqual(ids)
+    expect(await page.locator('#history-status').textContent()).toBe(`All ${ids.length} predictions shown.`)
+    await browser.screenshot(page, 'playground-6-history')
+
+    // Picking the first generation from the history shows its images again.
+    await page.locator(`#history-list li[data-id="${firstId}"] button`).click()
+    await expect.poll(() => page.locator('#images').getAttribute('data-prediction')).toBe(firstId)
+    await expect.poll(() => page.locator('#images img').first().evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBe(1152)
+    expect(errors).toEqual([])
+    await page.close()
+  })
+})
