@@ -20,14 +20,20 @@ export class History {
     }, { rootMargin: '200px' })
   }
 
-  /** Starts over (after the key changes) and loads the first page. */
-  async reset () {
+  /** Empties the list and stops loading, saying why. */
+  clear (message = '') {
     this.observer.disconnect()
     this.list.replaceChildren()
     this.ids.clear()
     this.cursor = undefined
+    this.done = true
+    this.status.textContent = message
+  }
+
+  /** Starts over (after the key changes) and loads the first page. */
+  async reset () {
+    this.clear()
     this.done = false
-    this.status.textContent = ''
     await this.more()
     this.observer.observe(this.sentinel)
   }

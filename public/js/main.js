@@ -48,7 +48,7 @@ function problem (err) {
 async function loadAccount () {
   clearProblem(ui.problem, ui.form)
   ui.forgetKey.hidden = !storedKey()
-  ui.keyInput.placeholder = storedKey() ? 'a key is in use for this tab' : 'fgw_…'
+  ui.keyInput.placeholder = storedKey() ? 'key in use' : 'fgw_…'
   try {
     const [{ body: key }, { body: catalog }] = await Promise.all([api('GET', '/v1/key'), api('GET', '/v1/models')])
     state.key = key
@@ -56,6 +56,9 @@ async function loadAccount () {
   } catch (err) {
     state.key = null
     setReady(false)
+    ui.model.replaceChildren(el('option', {}, 'Enter a key first'))
+    ui.quote.replaceChildren(el('span', { class: 'muted' }, 'The price appears here once a key is in use.'))
+    history.clear('Enter a key to see your history.')
     if (err instanceof ProblemError && err.status === 401 && !storedKey()) {
       ui.keyStatus.textContent = 'This service needs an API key: enter yours above.'
       ui.keyInput.focus()

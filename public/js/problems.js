@@ -26,13 +26,8 @@ function advice (problem, headers) {
   const retry = headers?.get?.('retry-after')
   switch (problem.code) {
     case 'unauthorized': return 'Enter a valid API key above (create one with npm run keys -- create).'
-    case 'insufficient_credits': {
-      const b = problem.balance
-      const parts = []
-      if (problem.required_credits !== undefined) parts.push(`This needs ${problem.required_credits} credits`)
-      if (b && b.remaining_credits !== null && b.remaining_credits !== undefined) parts.push(`${b.remaining_credits} remain${b.period === 'month' ? ' this month' : ''}`)
-      return `${parts.join('; ')}. Choose fewer images or a cheaper model.`
-    }
+    // The detail already says what it needs and what remains.
+    case 'insufficient_credits': return 'Choose fewer images or a cheaper model, or ask for a larger budget.'
     case 'content_policy_violation': {
       const cats = Array.isArray(problem.categories) && problem.categories.length > 0
         ? ` (${problem.categories.map((c) => CATEGORY_NAMES[String(c).toLowerCase()] ?? c).join(', ')})`

@@ -66,3 +66,14 @@ export async function launchChromium (executablePath: string): Promise<TestBrows
     }
   }
 }
+
+// Callbacks given to page.evaluate run in the page, but are type-checked here, where tsconfig has no DOM library
+// (adding it would let browser globals pass unnoticed in the service's code). These are the few page shapes they use.
+export interface PageImage { src: string, naturalWidth: number, complete: boolean, decode: () => Promise<void> }
+export interface PageElement { id: string, value: string, dataset: Record<string, string | undefined> }
+export interface PageDocument {
+  activeElement: PageElement | null
+  createElement: (tag: 'img') => PageImage
+  body: { append: (node: PageImage) => void }
+}
+export interface PageStorage { getItem: (key: string) => string | null, length: number }

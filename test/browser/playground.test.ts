@@ -4,7 +4,9 @@ import type { Page } from 'playwright-core'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 import { findChromium, launchChromium } from './chromium.ts'
-import type { TestBrowser } from './chromium.ts'
+import type { PageDocument, PageElement, PageImage, TestBrowser } from './chromium.ts'
+
+declare const document: PageDocument
 
 const CHROMIUM = findChromium()
 if (!CHROMIUM) process.stderr.write('test/browser: SKIPPED, no chromium binary (install Debian\'s chromium or set CHROMIUM_PATH)\n')
@@ -39,7 +41,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     const { page, errors } = await openPlayground()
     expect(await page.locator('#key-status').textContent()).toContain('Authentication is off')
     // Without keys every model may be used.
-    expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value)))
+    expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as unknown as PageElement).value)))
       .toEqual(['flux-schnell', 'flux-dev', 'flux-1.1-pro', 'flux-kontext-pro'])
 
     await page.locator('#model').selectOption('flux-dev')
@@ -56,11 +58,11 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await browser.screenshot(page, 'playground-2-progress')
     await page.locator('#images img').nth(1).waitFor()
     await page.locator('#progress-log li[data-status="succeeded"]').waitFor()
-    await expect.poll(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as HTMLImageElement).complete))).toBe(true)
+    await expect.poll(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as unknown as PageImage).complete))).toBe(true)
     await browser.screenshot(page, 'playground-3-images')
 
     // Every status once, in order, and how they arrived: this service has no events route, so by long-poll.
-    expect(await page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset.status)))
+    expect(await page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.status)))
       .toEqual(['sending', 'starting', 'processing', 'succeeded'])
     expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
     expect(await page.locator('#progress-bar').getAttribute('value')).toBe('100')
@@ -73,7 +75,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     const images = page.locator('#images img')
     expect(await images.count()).toBe(2)
     for (let i = 0; i < 2; i++) {
-      expect(await images.nth(i).evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBe(1152)
+      expect(await images.nth(i).evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBe(1152)
     }
     firstId = (await page.locator('#images').getAttribute('data-prediction'))!
     const link = page.locator('#images a.download').first()
@@ -151,14 +153,14 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await page.locator('#history-more').scrollIntoViewIfNeeded()
     await expect.poll(() => items.count()).toBe(ids.length)
     expect(cursors).toHaveLength(1)
-    expect(await items.evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset.id))).toEqual(ids)
+    expect(await items.evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.id))).toEqual(ids)
     expect(await page.locator('#history-status').textContent()).toBe(`All ${ids.length} predictions shown.`)
     await browser.screenshot(page, 'playground-6-history')
 
     // Picking the first generation from the history shows its images again.
     await page.locator(`#history-list li[data-id="${firstId}"] button`).click()
     await expect.poll(() => page.locator('#images').getAttribute('data-prediction')).toBe(firstId)
-    await expect.poll(() => page.locator('#images img').first().evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBe(1152)
+    await expect.poll(() => page.locator('#images img').first().evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBe(1152)
     expect(errors).toEqual([])
     await page.close()
   })
