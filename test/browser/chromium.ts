@@ -77,3 +77,29 @@ export interface PageDocument {
   body: { append: (node: PageImage) => void }
 }
 export interface PageStorage { getItem: (key: string) => string | null, length: number }
+
+/**
+ * Makes `page` see an SSE events route the service does not have yet: /openapi.json gains
+ * `/v1/predictions/{id}/events`, and each stream opened there replays the prediction's real states as the gateway
+ * gives them (`processing`, then the finished prediction read with `?wait=30`). Returns the streams opened, with the
+ * Authorization header each carried.
+ */
+export async function fakeEventsRoute (page: Page, gatewayUrl: string): Promise<Array<{ id: string, authorization: string | undefined }>> {
+  await page.route('**/openapi.json', async (route) => {
+    const res = await route.fetch()
+    const doc = await res.json() as { paths: Record<string, unknown> }
+    doc.paths['/v1/predictions/{id}/events'] = { get: { operationId: 'streamPredictionEvents' } }
+    await route.fulfill({ response: res, json: doc })
+  })
+  const streamed: Array<{ id: string, authorization: string | undefined }> = []
+  await page.route('**/v1/predictions/*/events', async (route) => {
+    const id = new URL(route.request().url()).pathname.split('/')[3]!
+    const authorization = route.request().headers().authorization
+    streamed.push({ id, authorization })
+    const res = await route.fetch({ url: `${gatewayUrl}/v1/predictions/${id}?wait=30`, headers: authorization ? { authorization } : {} })
+    const final = await res.json() as { status: string }
+    const body = [{ id, status: 'processing' }, final].map((p) => `event: prediction\ndata: ${JSON.stringify(p)}\n\n`).join('')
+    await route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }, body })
+  })
+  return streamed
+}

@@ -6,7 +6,7 @@ import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 import { storeWithKeys } from '../tenancy/helpers.ts'
 import type { StateStore } from '../../src/stores/types.ts'
-import { findChromium, launchChromium } from './chromium.ts'
+import { fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
 import type { PageDocument, PageElement, PageImage, PageStorage, TestBrowser } from './chromium.ts'
 
 declare const document: PageDocument
@@ -105,6 +105,26 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
     await expect.poll(() => page.locator('#key-status').textContent()).toContain('needs an API key')
     expect(await page.evaluate(() => sessionStorage.getItem('flux-gateway.api-key'))).toBeNull()
     expect(errors.filter((e) => !e.includes('status of 401') && !e.includes('status of 402'))).toEqual([])
+    await page.close()
+  })
+
+  it('with a key, reads an events route through fetch, which can send the Authorization header EventSource cannot', async () => {
+    const { page, errors } = await browser.newPage()
+    const streamed = await fakeEventsRoute(page, gw.url)
+    await page.goto(`${gw.url}/`)
+    await page.locator('#api-key').fill(keys.app)
+    await page.locator('#api-key').press('Enter')
+    await expect.poll(() => page.locator('#model').isEnabled()).toBe(true)
+    await page.locator('#model').selectOption('flux-schnell')
+    await page.locator('#prompt').fill('a lantern in the fog')
+    await page.locator('#generate').click()
+    await page.locator('#progress-log li[data-status="succeeded"]').waitFor()
+    expect(await page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.status)))
+      .toEqual(['sending', 'starting', 'processing', 'succeeded'])
+    expect(await page.locator('#progress-via').textContent()).toContain('server-sent events')
+    expect(streamed).toEqual([{ id: await page.locator('#images').getAttribute('data-prediction'), authorization: `Bearer ${keys.app}` }])
+    // Before the key is typed, the page's first calls are answered 401, which the browser logs.
+    expect(errors.filter((e) => !e.includes('status of 401'))).toEqual([])
     await page.close()
   })
 

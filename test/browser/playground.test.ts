@@ -3,7 +3,7 @@ import { request } from 'undici'
 import type { Page } from 'playwright-core'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { findChromium, launchChromium } from './chromium.ts'
+import { fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
 import type { PageDocument, PageElement, PageImage, TestBrowser } from './chromium.ts'
 
 declare const document: PageDocument
@@ -130,6 +130,39 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await page.locator('#problem[data-code="prediction_failed"]').waitFor()
     expect(await page.locator('#problem').textContent()).toContain('prediction')
     expect(await page.locator('#prompt').getAttribute('aria-invalid')).toBeNull()
+    await page.close()
+  })
+
+  it('follows by server-sent events when the service documents an events route, and by long-polls when the stream fails', async () => {
+    const { page, errors } = await browser.newPage()
+    // This service has no events route yet: the page is shown one, replaying the prediction's real states.
+    const streamed = await fakeEventsRoute(page, gw.url)
+    const polls: string[] = []
+    page.on('request', (r) => { if (r.url().includes('?wait=')) polls.push(r.url()) })
+    await page.goto(`${gw.url}/`)
+    await expect.poll(() => page.locator('#model').isEnabled()).toBe(true)
+    await page.locator('#model').selectOption('flux-schnell')
+    await page.locator('#prompt').fill('a harbour at night')
+
+    const statuses = () => page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.status))
+    await page.locator('#generate').click()
+    await page.locator('#images img').waitFor()
+    expect(await statuses()).toEqual(['sending', 'starting', 'processing', 'succeeded'])
+    expect(await page.locator('#progress-via').textContent()).toContain('server-sent events')
+    // Without a key the page uses EventSource, which sends no Authorization header.
+    expect(streamed).toEqual([{ id: await page.locator('#images').getAttribute('data-prediction'), authorization: undefined }])
+    expect(polls).toEqual([])
+    await expect.poll(() => page.locator('#images img').evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBeGreaterThan(0)
+
+    // A stream that cannot be opened is no worse than none: long-polls take over.
+    await page.unroute('**/v1/predictions/*/events')
+    await page.route('**/v1/predictions/*/events', (route) => route.fulfill({ status: 503, contentType: 'application/problem+json', body: '{}' }))
+    await page.locator('#prompt').fill('a harbour at dawn')
+    await page.locator('#generate').click()
+    await expect.poll(statuses).toEqual(['sending', 'starting', 'succeeded'])
+    expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
+    expect(polls.length).toBeGreaterThan(0)
+    expect(errors.filter((e) => !e.includes('status of 503'))).toEqual([])
     await page.close()
   })
 
