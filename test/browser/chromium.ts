@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { chromium } from 'playwright-core'
@@ -24,6 +24,10 @@ export function findChromium (): string | undefined {
     }
   })
 }
+
+/** Page checks for keyboard and eyesight (a11y-checks.js), as text for page.evaluate, which the page's CSP does not govern. */
+export const A11Y_CHECKS = readFileSync(path.join(import.meta.dirname, 'a11y-checks.js'), 'utf8')
+export interface A11yReport { unlabelled: string[], lowContrast: string[] }
 
 export interface TestBrowser {
   context: BrowserContext
@@ -70,7 +74,7 @@ export async function launchChromium (executablePath: string): Promise<TestBrows
 // Callbacks given to page.evaluate run in the page, but are type-checked here, where tsconfig has no DOM library
 // (adding it would let browser globals pass unnoticed in the service's code). These are the few page shapes they use.
 export interface PageImage { src: string, naturalWidth: number, complete: boolean, decode: () => Promise<void> }
-export interface PageElement { id: string, value: string, dataset: Record<string, string | undefined> }
+export interface PageElement { id: string, className: string, value: string, dataset: Record<string, string | undefined> }
 export interface PageDocument {
   activeElement: PageElement | null
   createElement: (tag: 'img') => PageImage

@@ -3,8 +3,8 @@ import { request } from 'undici'
 import type { Page } from 'playwright-core'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
-import type { PageDocument, PageElement, PageImage, TestBrowser } from './chromium.ts'
+import { A11Y_CHECKS, fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
+import type { A11yReport, PageDocument, PageElement, PageImage, TestBrowser } from './chromium.ts'
 
 declare const document: PageDocument
 
@@ -163,6 +163,42 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
     expect(polls.length).toBeGreaterThan(0)
     expect(errors.filter((e) => !e.includes('status of 503'))).toEqual([])
+    await page.close()
+  })
+
+  it('works from the keyboard alone, names every control, and keeps text contrast at WCAG AA in each state', async () => {
+    const { page, errors } = await openPlayground()
+    const check = () => page.evaluate(A11Y_CHECKS) as Promise<A11yReport>
+    const focused = () => page.evaluate(() => ({ id: document.activeElement?.id, className: document.activeElement?.className }))
+    expect(await check()).toEqual({ unlabelled: [], lowContrast: [] })
+
+    // The first Tab reaches the skip link, which leads to the prompt; from there the form is in reading order.
+    await page.keyboard.press('Tab')
+    expect((await focused()).className).toBe('skip-link')
+    await page.keyboard.press('Enter')
+    expect((await focused()).id).toBe('prompt')
+    await page.keyboard.type('a quiet harbour, drawn by keyboard')
+    const order: Array<string | undefined> = []
+    for (let i = 0; i < 5; i++) {
+      await page.keyboard.press('Tab')
+      order.push((await focused()).id)
+    }
+    expect(order).toEqual(['model', 'size', 'seed', 'num-outputs', 'generate'])
+    await page.keyboard.press('Enter')
+    await page.locator('#images img').waitFor()
+    await page.locator('#progress-log li[data-status="succeeded"]').waitFor()
+    expect(await check()).toEqual({ unlabelled: [], lowContrast: [] })
+
+    await page.locator('#prompt').fill('a n.u.d.e statue')
+    await page.locator('#prompt').press('Tab')
+    await page.keyboard.press('Tab')
+    await page.keyboard.press('Tab')
+    await page.keyboard.press('Tab')
+    await page.keyboard.press('Tab')
+    await page.keyboard.press('Enter')
+    await page.locator('#problem[data-code="content_policy_violation"]').waitFor()
+    expect(await check()).toEqual({ unlabelled: [], lowContrast: [] })
+    expect(errors.filter((e) => !e.includes('status of 422'))).toEqual([])
     await page.close()
   })
 
