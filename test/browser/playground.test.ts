@@ -202,6 +202,28 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await page.close()
   })
 
+  it('cancels a running prediction, and fits a phone-sized screen', async () => {
+    const { page, errors } = await openPlayground()
+    await page.setViewportSize({ width: 390, height: 844 })
+    await page.locator('#model').selectOption('flux-dev')
+    await page.locator('#prompt').fill('a red fox in the snow, watercolour')
+    await page.locator('#generate').click()
+    await page.locator('#progress-log li[data-status="processing"]').waitFor()
+    await page.locator('#cancel').click()
+    await page.locator('#progress-log li[data-status="canceled"]').waitFor()
+    const id = (await page.locator('#history-list li').first().getAttribute('data-id'))!
+    expect(gw.emulator.requests.some((r) => r.method === 'POST' && r.path.endsWith(`/predictions/${id}/cancel`))).toBe(true)
+    // It had started, so it keeps its price, and says so.
+    expect(await page.locator('#progress-log li[data-status="canceled"]').textContent()).toContain('Canceled after it started (2 credits)')
+    expect(await page.locator('#cancel').isHidden()).toBe(true)
+    expect(await page.locator(`#history-list li[data-id="${id}"]`).getAttribute('data-status')).toBe('canceled')
+    // Nothing sticks out sideways on a narrow screen.
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390)
+    await browser.screenshot(page, 'playground-9-canceled-narrow')
+    expect(errors).toEqual([])
+    await page.close()
+  })
+
   it('lists the history, newest first, and loads more pages as the list scrolls into view', async () => {
     // Enough predictions for two pages (the page asks for 12 at a time).
     for (let i = 0; i < 14; i++) {
