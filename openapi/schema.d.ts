@@ -670,8 +670,40 @@ export interface components {
             title: string;
             status: number;
             detail: string;
-            /** @description Stable machine-readable code, e.g. `validation_error`, `content_policy_violation`, `rate_limited`. */
-            code: string;
+            /**
+             * @description Stable machine-readable code. New codes may be added; treat an unknown one by its `status`.
+             *
+             *     - `validation_error` (400): A field is missing, unknown or out of range; `errors` names each one.
+             *     - `url_not_allowed` (400): An `image_url` (or a redirect it leads to) points at an address the service does not fetch from: private, loopback or cloud metadata.
+             *     - `unknown_plan` (400): A plan name that does not exist.
+             *     - `bad_request` (400): A request the HTTP layer refused for another reason; `status` says which (400, 405, …).
+             *     - `unauthorized` (401): No valid API key: send `Authorization: Bearer <key>`.
+             *     - `invalid_signature` (401): A Replicate webhook whose signature does not verify.
+             *     - `insufficient_credits` (402): The key's credits cannot cover the request; `balance` says what is left.
+             *     - `model_not_in_plan` (403): The key's plan does not include the model or the kind of request.
+             *     - `signature_invalid` (403): A signed image URL that expired or was altered: read the prediction again for fresh URLs.
+             *     - `origin_not_allowed` (403): A browser origin that `CORS_ORIGINS` does not list.
+             *     - `not_found` (404): No such prediction, image or route (another key's predictions are not found either).
+             *     - `idempotency_in_flight` (409): A request with the same `Idempotency-Key` is still running; retry it.
+             *     - `payload_too_large` (413): The request body is larger than the endpoint accepts.
+             *     - `image_too_large` (413): The input image is larger than the service accepts.
+             *     - `unsupported_media_type` (415): The body is not JSON, or the input image is not a PNG, JPEG, GIF or WebP of the type it declares.
+             *     - `content_policy_violation` (422): The prompt was refused by the content policy (with `categories`), or the model flagged its output (with `prediction_id`).
+             *     - `idempotency_key_reused` (422): An `Idempotency-Key` already used with a different request.
+             *     - `rate_limited` (429): Too many requests, by this key's rate limit or Replicate's; wait `Retry-After` seconds.
+             *     - `upstream_rate_limited` (429): Replicate's create rate is used up for longer than the request may wait; wait `Retry-After` seconds.
+             *     - `internal_error` (500): An unexpected error; the log has the details under the `request_id`.
+             *     - `upstream_error` (502): Replicate failed or could not be reached; `upstream_status` gives its status when it answered.
+             *     - `prediction_failed` (502): The model failed; `prediction_id` names the prediction.
+             *     - `image_fetch_failed` (502): The input image could not be downloaded.
+             *     - `service_unavailable` (503): The service cannot serve now: shutting down, or `reason` says `replicate_token_missing` or `moderation_unavailable`.
+             *     - `upstream_auth_failed` (503): Replicate rejected the service's API token.
+             *     - `upstream_queue_full` (503): Too many creates are waiting for Replicate's rate limit; wait `Retry-After` seconds.
+             *     - `upstream_timeout` (504): Replicate did not answer in time.
+             *     - `image_fetch_timeout` (504): The input image did not download in time.
+             * @enum {string}
+             */
+            code: "validation_error" | "url_not_allowed" | "unknown_plan" | "bad_request" | "unauthorized" | "invalid_signature" | "insufficient_credits" | "model_not_in_plan" | "signature_invalid" | "origin_not_allowed" | "not_found" | "idempotency_in_flight" | "payload_too_large" | "image_too_large" | "unsupported_media_type" | "content_policy_violation" | "idempotency_key_reused" | "rate_limited" | "upstream_rate_limited" | "internal_error" | "upstream_error" | "prediction_failed" | "image_fetch_failed" | "service_unavailable" | "upstream_auth_failed" | "upstream_queue_full" | "upstream_timeout" | "image_fetch_timeout";
             request_id: string;
             errors?: components["schemas"]["FieldProblem"][];
             prediction_id?: string;
@@ -907,7 +939,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -916,7 +948,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -949,7 +981,7 @@ export interface operations {
                     "application/json": components["schemas"]["Quote"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -958,7 +990,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -967,7 +999,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -976,7 +1008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -985,7 +1017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1032,7 +1064,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1041,7 +1073,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1050,7 +1082,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). Codes: `insufficient_credits`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1059,7 +1091,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1068,7 +1100,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            /** @description A request with the same Idempotency-Key is still running; retry it. Codes: `idempotency_in_flight`. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1077,7 +1109,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1086,7 +1118,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1095,7 +1127,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Refused by the content policy. */
+            /** @description Refused by the content policy. Codes: `content_policy_violation`, `idempotency_key_reused`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1104,7 +1136,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1113,7 +1145,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1122,7 +1154,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1131,7 +1163,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1178,7 +1210,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1187,7 +1219,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1196,7 +1228,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). Codes: `insufficient_credits`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1205,7 +1237,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1214,7 +1246,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            /** @description A request with the same Idempotency-Key is still running; retry it. Codes: `idempotency_in_flight`. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1223,7 +1255,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1232,7 +1264,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1241,7 +1273,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Refused by the content policy. */
+            /** @description Refused by the content policy. Codes: `content_policy_violation`, `idempotency_key_reused`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1250,7 +1282,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1259,7 +1291,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1268,7 +1300,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1277,7 +1309,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1328,7 +1360,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1337,7 +1369,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1346,7 +1378,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1355,7 +1387,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1364,7 +1396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1437,7 @@ export interface operations {
                     "application/json": components["schemas"]["PredictionList"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1414,7 +1446,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1423,7 +1455,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1458,7 +1490,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1467,7 +1499,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1476,7 +1508,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1485,7 +1517,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1494,7 +1526,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1503,7 +1535,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1512,7 +1544,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1544,7 +1576,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1553,7 +1585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1562,7 +1594,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1571,7 +1603,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1580,7 +1612,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1589,7 +1621,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1598,7 +1630,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1630,7 +1662,7 @@ export interface operations {
                     "application/json": components["schemas"]["Usage"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1639,7 +1671,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1648,7 +1680,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1677,7 +1709,7 @@ export interface operations {
                     "application/json": components["schemas"]["KeyInfo"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1686,7 +1718,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1739,7 +1771,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1757,7 +1789,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1766,7 +1798,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1775,7 +1807,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1784,7 +1816,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
 import { buildValidatorCompiler } from './validation.ts'
+import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
 import type { SafeFetcherOptions } from './net/safe-fetch.ts'
@@ -44,6 +45,13 @@ export interface AppOptions {
   overrides?: AppOverrides
 }
 
+const LOUD_LEVELS = new Set(['debug', 'trace'])
+
+/** A signed image URL is a credential for as long as it lasts: its signature stays out of the log. */
+function withoutSignature (url: string): string {
+  return url.includes('sig=') ? url.replace(/([?&]sig=)[^&]*/g, '$1[redacted]') : url
+}
+
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
 export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {
   return {
@@ -51,8 +59,14 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
       level: config.LOG_LEVEL,
       ...(logStream ? { stream: logStream } : {}),
       serializers: {
-        // Headers are logged for tracing; the redaction below keeps credentials out of them.
-        req: (req) => ({ method: req.method, url: req.url, headers: { ...req.headers }, remoteAddress: req.ip })
+        // What pino's default says of a request; the headers only at debug, where the redaction below keeps
+        // credentials out of them.
+        req: (req) => ({
+          method: req.method,
+          url: withoutSignature(req.url),
+          remoteAddress: req.ip,
+          ...(LOUD_LEVELS.has(config.LOG_LEVEL) ? { headers: { ...req.headers } } : {})
+        })
       },
       // Secrets never reach the log, whatever a caller or upstream puts where.
       redact: {
@@ -88,7 +102,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     return503OnClosing: false,
     schemaController: {
       compilersFactory: {
-        buildValidator: buildValidatorCompiler
+        buildValidator: buildValidatorCompiler,
+        buildSerializer: buildSerializerCompiler
       }
     },
     ajv: { customOptions: { allErrors: true } }

@@ -79,9 +79,9 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     const header = request.headers.authorization
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
     const challenge = { 'www-authenticate': 'Bearer realm="flux-gateway"' }
-    if (!match) return send(request, reply, new AppError('unauthorized', 401, 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
+    if (!match) return send(request, reply, new AppError('unauthorized', 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
     const key = await verifyApiKey(store, match[1]!)
-    if (!key) return send(request, reply, new AppError('unauthorized', 401, 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
+    if (!key) return send(request, reply, new AppError('unauthorized', 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
     request.tenant = {
       id: key.id,
       plan: resolvePlan(key.plan),
@@ -102,7 +102,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     })
     if (!take.allowed) {
       const seconds = Math.max(1, Math.ceil(take.retryAfterMs / 1000))
-      return send(request, reply, new AppError('rate_limited', 429, `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
+      return send(request, reply, new AppError('rate_limited', `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
     }
   })
   // Registered after cors (a dependency), so a refused request still carries the CORS headers a page needs to read it.

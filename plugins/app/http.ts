@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 import { fieldProblems, toProblem } from '../../src/problems.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
 import { ClientDisconnectedError } from '../../src/http-signal.ts'
+import { drainRefusedBody } from '../../src/drain-refused-body.ts'
 
 /**
  * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
@@ -15,7 +16,7 @@ export default fp(async function http (fastify: FastifyInstance) {
     // as a problem document, and the connection is not kept.
     // Probes still answer for themselves (readiness says 503 with its checks).
     if (fastify.lifecycle.closing && !request.url.startsWith('/health')) {
-      const { status, body } = toProblem(new AppError('service_unavailable', 503, 'The service is shutting down; retry on another instance.'), String(request.id))
+      const { status, body } = toProblem(new AppError('service_unavailable', 'The service is shutting down; retry on another instance.'), String(request.id))
       return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
     }
   })
@@ -39,6 +40,12 @@ export default fp(async function http (fastify: FastifyInstance) {
     const { status, headers, body } = toProblem(err, String(request.id))
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ code: body.code, status }, 'request refused')
+    if (body.code === 'payload_too_large') {
+      // Fastify asks for Connection: close, and Node would then close before the rest of the body is read, which
+      // resets the connection under a client still writing: it would never read this answer. Read it out first.
+      reply.removeHeader('connection')
+      drainRefusedBody(request.raw, reply.raw)
+    }
     return reply.code(status).headers(headers).type('application/problem+json').send(body)
   })
 

@@ -94,7 +94,7 @@ export interface TenantService {
 
 export class InsufficientCreditsError extends AppError {
   constructor (required: number, balance: Balance) {
-    super('insufficient_credits', 402, `This needs ${required} credits; ${balance.remaining_credits ?? 0} remain in the key's ${balance.period === 'month' ? 'monthly' : 'total'} budget.`, {
+    super('insufficient_credits', `This needs ${required} credits; ${balance.remaining_credits ?? 0} remain in the key's ${balance.period === 'month' ? 'monthly' : 'total'} budget.`, {
       required_credits: required,
       balance
     })
@@ -102,7 +102,7 @@ export class InsufficientCreditsError extends AppError {
 }
 
 function notFound (): AppError {
-  return new AppError('not_found', 404, 'No such prediction.')
+  return new AppError('not_found', 'No such prediction.')
 }
 
 export function imageUrl (baseUrl: string, id: string, index: number): string {
@@ -409,9 +409,9 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     async image (tenant, id, index) {
       const entry = await owned(tenant, id)
       const kept = entry?.kept[index]
-      if (!entry || !kept) throw new AppError('not_found', 404, 'No such image.')
+      if (!entry || !kept) throw new AppError('not_found', 'No such image.')
       const stored = await opts.images.get(kept.key)
-      if (!stored) throw new AppError('not_found', 404, 'No such image.')
+      if (!stored) throw new AppError('not_found', 'No such image.')
       return { body: stored.body, size: stored.size, contentType: kept.contentType }
     },
 
