@@ -2,6 +2,7 @@ import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync } f
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { chromium } from 'playwright-core'
+import { expect } from 'vitest'
 import type { BrowserContext, Page } from 'playwright-core'
 
 /** Where screenshots of the pages go: git-ignored, kept after the run for people to look at. */
@@ -23,6 +24,14 @@ export function findChromium (): string | undefined {
       return false
     }
   })
+}
+
+/**
+ * `expect.poll` with the patience of a page on a busy machine (its default gives up after one second), still
+ * bounded: what a test waits for either shows within 15 s or the test fails.
+ */
+export function eventually<T> (fn: () => T | Promise<T>) {
+  return expect.poll(fn, { timeout: 15_000, interval: 50 })
 }
 
 /** Page checks for keyboard and eyesight (a11y-checks.js), as text for page.evaluate, which the page's CSP does not govern. */

@@ -6,7 +6,7 @@ import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 import { storeWithKeys } from '../tenancy/helpers.ts'
 import type { StateStore } from '../../src/stores/types.ts'
-import { fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
+import { eventually, fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
 import type { PageDocument, PageElement, PageImage, PageStorage, TestBrowser } from './chromium.ts'
 
 declare const document: PageDocument
@@ -55,7 +55,7 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
   it('takes the key once for the tab, offers only the plan\'s models, and explains insufficient_credits', async () => {
     const { page, errors } = await browser.newPage()
     await page.goto(`${gw.url}/`)
-    await expect.poll(() => page.locator('#key-status').textContent()).toContain('needs an API key')
+    await eventually(() => page.locator('#key-status').textContent()).toContain('needs an API key')
     expect(await page.locator('#model').isDisabled()).toBe(true)
     expect(await page.locator('#generate').isDisabled()).toBe(true)
     expect(await page.locator('#history-status').textContent()).toBe('Enter a key to see your history.')
@@ -65,7 +65,7 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
 
     await page.keyboard.type(keys.small)
     await page.keyboard.press('Enter')
-    await expect.poll(() => page.locator('#key-status').textContent()).toMatch(/on the basic plan\. 5 credits left this month\./)
+    await eventually(() => page.locator('#key-status').textContent()).toMatch(/on the basic plan\. 5 credits left this month\./)
     expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as unknown as PageElement).value))).toEqual(['flux-schnell', 'flux-dev'])
     expect(await page.locator('#model').inputValue()).toBe('flux-dev')
     // Kept for this tab only, and the field is emptied.
@@ -75,19 +75,19 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
 
     // A reload keeps it; a generation goes through with it, long-polls included, and the balance follows.
     await page.reload()
-    await expect.poll(() => page.locator('#model').isEnabled()).toBe(true)
+    await eventually(() => page.locator('#model').isEnabled()).toBe(true)
     await page.locator('#model').selectOption('flux-schnell')
     await page.locator('#prompt').fill('a paper boat on a pond')
     await page.locator('#generate').click()
     await page.locator('#images img').waitFor()
-    await expect.poll(() => page.locator('#images img').evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBeGreaterThan(0)
-    await expect.poll(() => page.locator('#key-status').textContent()).toContain('4 credits left this month.')
+    await eventually(() => page.locator('#images img').evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBeGreaterThan(0)
+    await eventually(() => page.locator('#key-status').textContent()).toContain('4 credits left this month.')
 
     // 4 images of flux-dev cost 8: the quote says so before, and the service's 402 is shown after.
     const before = creates().length
     await page.locator('#model').selectOption('flux-dev')
     await page.locator('#num-outputs').fill('4')
-    await expect.poll(() => page.locator('#quote').textContent()).toContain('8 credits for 4 images of FLUX.1 [dev]')
+    await eventually(() => page.locator('#quote').textContent()).toContain('8 credits for 4 images of FLUX.1 [dev]')
     expect(await page.locator('#quote .over').textContent()).toBe('More than the 4 credits you have left.')
     await page.locator('#generate').click()
     const alert = page.locator('#problem[data-code="insufficient_credits"]')
@@ -102,7 +102,7 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
 
     // Forgetting the key locks the page again.
     await page.locator('#forget-key').click()
-    await expect.poll(() => page.locator('#key-status').textContent()).toContain('needs an API key')
+    await eventually(() => page.locator('#key-status').textContent()).toContain('needs an API key')
     expect(await page.evaluate(() => sessionStorage.getItem('flux-gateway.api-key'))).toBeNull()
     expect(errors.filter((e) => !e.includes('status of 401') && !e.includes('status of 402'))).toEqual([])
     await page.close()
@@ -114,7 +114,7 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
     await page.goto(`${gw.url}/`)
     await page.locator('#api-key').fill(keys.app)
     await page.locator('#api-key').press('Enter')
-    await expect.poll(() => page.locator('#model').isEnabled()).toBe(true)
+    await eventually(() => page.locator('#model').isEnabled()).toBe(true)
     await page.locator('#model').selectOption('flux-schnell')
     await page.locator('#prompt').fill('a lantern in the fog')
     await page.locator('#generate').click()
@@ -198,7 +198,7 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
     await op.locator('.execute').click()
     const live = op.locator('.live-responses-table tbody tr.response')
     const status = live.locator('td.response-col_status')
-    await expect.poll(() => status.textContent()).toBe('200')
+    await eventually(() => status.textContent()).toBe('200')
     expect(await op.locator('.request-url pre').textContent()).toBe(`${gw.url}/v1/key`)
     expect(await live.locator('td.response-col_description').textContent()).toContain('"plan": "basic"')
     await browser.screenshot(page, 'docs-try-it-out')

@@ -3,7 +3,7 @@ import { request } from 'undici'
 import type { Page } from 'playwright-core'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { A11Y_CHECKS, fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
+import { A11Y_CHECKS, eventually, fakeEventsRoute, findChromium, launchChromium } from './chromium.ts'
 import type { A11yReport, PageDocument, PageElement, PageImage, TestBrowser } from './chromium.ts'
 
 declare const document: PageDocument
@@ -33,7 +33,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
   async function openPlayground (): Promise<{ page: Page, errors: string[] }> {
     const tab = await browser.newPage()
     await tab.page.goto(`${gw.url}/`)
-    await expect.poll(() => tab.page.locator('#model').isEnabled()).toBe(true)
+    await eventually(() => tab.page.locator('#model').isEnabled()).toBe(true)
     return tab
   }
 
@@ -50,7 +50,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await page.locator('#seed').fill('42')
     await page.locator('#num-outputs').fill('2')
     // The quote comes from POST /v1/quotes: 2 images × 2 credits.
-    await expect.poll(() => page.locator('#quote').textContent()).toContain('4 credits for 2 images of FLUX.1 [dev]')
+    await eventually(() => page.locator('#quote').textContent()).toContain('4 credits for 2 images of FLUX.1 [dev]')
     await browser.screenshot(page, 'playground-1-ready')
 
     await page.locator('#generate').click()
@@ -58,7 +58,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await browser.screenshot(page, 'playground-2-progress')
     await page.locator('#images img').nth(1).waitFor()
     await page.locator('#progress-log li[data-status="succeeded"]').waitFor()
-    await expect.poll(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as unknown as PageImage).complete))).toBe(true)
+    await eventually(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as unknown as PageImage).complete))).toBe(true)
     await browser.screenshot(page, 'playground-3-images')
 
     // Every status once, in order, and how they arrived: this service has no events route, so by long-poll.
@@ -140,7 +140,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     const polls: string[] = []
     page.on('request', (r) => { if (r.url().includes('?wait=')) polls.push(r.url()) })
     await page.goto(`${gw.url}/`)
-    await expect.poll(() => page.locator('#model').isEnabled()).toBe(true)
+    await eventually(() => page.locator('#model').isEnabled()).toBe(true)
     await page.locator('#model').selectOption('flux-schnell')
     await page.locator('#prompt').fill('a harbour at night')
 
@@ -152,14 +152,14 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     // Without a key the page uses EventSource, which sends no Authorization header.
     expect(streamed).toEqual([{ id: await page.locator('#images').getAttribute('data-prediction'), authorization: undefined }])
     expect(polls).toEqual([])
-    await expect.poll(() => page.locator('#images img').evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBeGreaterThan(0)
+    await eventually(() => page.locator('#images img').evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBeGreaterThan(0)
 
     // A stream that cannot be opened is no worse than none: long-polls take over.
     await page.unroute('**/v1/predictions/*/events')
     await page.route('**/v1/predictions/*/events', (route) => route.fulfill({ status: 503, contentType: 'application/problem+json', body: '{}' }))
     await page.locator('#prompt').fill('a harbour at dawn')
     await page.locator('#generate').click()
-    await expect.poll(statuses).toEqual(['sending', 'starting', 'succeeded'])
+    await eventually(statuses).toEqual(['sending', 'starting', 'succeeded'])
     expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
     expect(polls.length).toBeGreaterThan(0)
     expect(errors.filter((e) => !e.includes('status of 503'))).toEqual([])
@@ -239,10 +239,10 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     const cursors: string[] = []
     page.on('request', (r) => { if (r.url().includes('/v1/predictions?') && r.url().includes('cursor=')) cursors.push(r.url()) })
     const items = page.locator('#history-list li')
-    await expect.poll(() => items.count()).toBe(12)
+    await eventually(() => items.count()).toBe(12)
     expect(cursors).toEqual([])
     await page.locator('#history-more').scrollIntoViewIfNeeded()
-    await expect.poll(() => items.count()).toBe(ids.length)
+    await eventually(() => items.count()).toBe(ids.length)
     expect(cursors).toHaveLength(1)
     expect(await items.evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.id))).toEqual(ids)
     expect(await page.locator('#history-status').textContent()).toBe(`All ${ids.length} predictions shown.`)
@@ -250,8 +250,8 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
 
     // Picking the first generation from the history shows its images again.
     await page.locator(`#history-list li[data-id="${firstId}"] button`).click()
-    await expect.poll(() => page.locator('#images').getAttribute('data-prediction')).toBe(firstId)
-    await expect.poll(() => page.locator('#images img').first().evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBe(1152)
+    await eventually(() => page.locator('#images').getAttribute('data-prediction')).toBe(firstId)
+    await eventually(() => page.locator('#images img').first().evaluate((img) => (img as unknown as PageImage).naturalWidth)).toBe(1152)
     expect(errors).toEqual([])
     await page.close()
   })
