@@ -37,7 +37,7 @@ export interface AppOverrides {
   /** Tenancy seams: a ready store or image storage, and tracker timings. */
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
-  auth?: { keysRecheckMs?: number }
+  auth?: { keysRecheckMs?: number, keyCacheMs?: number }
 }
 
 export interface AppOptions {
@@ -92,7 +92,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     },
     // Off, so genReqId always runs: with a header name Fastify would take the caller's value as it is.
     requestIdHeader: false,
-    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // One line per request, written when it ends (plugins/app/http.ts), instead of Fastify's two.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     genReqId: (req) => requestIdFor(req.headers),
     bodyLimit: config.BODY_LIMIT_BYTES,
     connectionTimeout: 0,

@@ -4,7 +4,8 @@ import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
 import { resolvePlan } from '../../src/models/catalog.ts'
 import { toProblem } from '../../src/problems.ts'
-import { verifyApiKey } from '../../src/tenancy/keys.ts'
+import { createKeyVerifier } from '../../src/tenancy/key-cache.ts'
+import { createKeyRateLimiter } from '../../src/tenancy/key-rate-limiter.ts'
 import { ANONYMOUS_ID } from '../../src/tenancy/tenant.ts'
 import type { Tenant } from '../../src/tenancy/tenant.ts'
 
@@ -67,6 +68,8 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   else fastify.log.warn({ auth: 'off' }, OFF_WARNING)
 
   fastify.decorateRequest('tenant', null as unknown as Tenant)
+  const keys = createKeyVerifier(store, { ttlMs: opts.overrides?.auth?.keyCacheMs })
+  const limiter = createKeyRateLimiter(store)
 
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
@@ -80,7 +83,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
     const challenge = { 'www-authenticate': 'Bearer realm="flux-gateway"' }
     if (!match) return send(request, reply, new AppError('unauthorized', 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
-    const key = await verifyApiKey(store, match[1]!)
+    const key = await keys.verify(match[1]!)
     if (!key) return send(request, reply, new AppError('unauthorized', 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
     request.tenant = {
       id: key.id,
@@ -93,7 +96,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     const limit = key.rateLimitPerMinute
     if (limit === null) return
     // GCRA with a bucket of one minute's requests: bursts up to the limit, then one per 60/limit s.
-    const take = await store.rateTake(`key:${key.id}`, { perMinute: limit, burst: limit, maxWaitMs: 0 }, Date.now())
+    const take = await limiter.take(`key:${key.id}`, { perMinute: limit, burst: limit, maxWaitMs: 0 }, Date.now())
     reply.headers({
       'ratelimit-policy': `${limit};w=60`,
       'ratelimit-limit': String(limit),

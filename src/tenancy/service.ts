@@ -26,6 +26,7 @@ import type { Tenant } from './tenant.ts'
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'aborted'])
 const DAY_MS = 86_400_000
 const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' }
+const FINALS_KEPT = 10_000
 
 export interface TenantServiceOptions {
   inner: PredictionService
@@ -132,8 +133,16 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     }
   }
 
+  // A finalized prediction never changes again: once read it is kept here (the most recent ones, bounded), so a
+  // status GET of a finished prediction reads nothing from the store. Safe across instances for the same reason.
+  const finals = new Map<string, PredictionEntry>()
+  function rememberFinal (entry: PredictionEntry): void {
+    if (finals.size >= FINALS_KEPT) finals.delete(finals.keys().next().value!)
+    finals.set(entry.id, entry)
+  }
+
   async function owned (tenant: Tenant, id: string): Promise<PredictionEntry | undefined> {
-    const entry = await store.getPrediction(id)
+    const entry = finals.get(id) ?? await store.getPrediction(id)
     // Another key's prediction is indistinguishable from a missing one.
     if (entry && !tenant.anonymous && entry.owner !== tenant.id) throw notFound()
     if (!entry && !tenant.anonymous) throw notFound()
@@ -207,6 +216,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
 
   async function presentFinal (entry: PredictionEntry, baseUrl: string): Promise<PublicPrediction> {
     const filled = await withCompletedAt(entry)
+    rememberFinal(filled)
     return present(filled, filled.last as PublicPrediction, baseUrl)
   }
 
