@@ -55,6 +55,7 @@ async function loadAccount () {
     state.catalog = new Map(catalog.models.map((m) => [m.id, m]))
   } catch (err) {
     state.key = null
+    ui.keyForm.hidden = false
     setReady(false)
     ui.model.replaceChildren(el('option', {}, 'Enter a key first'))
     ui.quote.replaceChildren(el('span', { class: 'muted' }, 'The price appears here once a key is in use.'))
@@ -70,6 +71,8 @@ async function loadAccount () {
   ui.keyStatus.textContent = state.key.authenticated
     ? `Key ${state.key.key_id} on the ${state.key.plan} plan. ${balanceText(state.key.balance)}`
     : 'Authentication is off on this service: no key is needed.'
+  // Without authentication a key changes nothing, so there is nothing to type.
+  ui.keyForm.hidden = !state.key.authenticated && !storedKey()
   fillModels()
   setReady(true)
   void updateQuote()

@@ -40,6 +40,7 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
   it('generates an image on the emulator, shows each status as it changes, and shows the image with a download link', async () => {
     const { page, errors } = await openPlayground()
     expect(await page.locator('#key-status').textContent()).toContain('Authentication is off')
+    expect(await page.locator('#key-form').isHidden()).toBe(true)
     // Without keys every model may be used.
     expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as unknown as PageElement).value)))
       .toEqual(['flux-schnell', 'flux-dev', 'flux-1.1-pro', 'flux-kontext-pro'])
