@@ -65,7 +65,15 @@ async function loadAccount () {
       ui.keyInput.focus()
       return
     }
-    ui.keyStatus.textContent = 'No account information.'
+    if (err instanceof ProblemError && err.status === 401) {
+      // A refused key is not kept: the next visit asks again instead of failing the same way.
+      storeKey('')
+      ui.forgetKey.hidden = true
+      ui.keyInput.placeholder = 'fgw_…'
+      ui.keyStatus.textContent = 'That key was refused: enter another.'
+    } else {
+      ui.keyStatus.textContent = 'No account information.'
+    }
     return problem(err)
   }
   ui.keyStatus.textContent = state.key.authenticated

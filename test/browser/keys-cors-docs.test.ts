@@ -63,7 +63,15 @@ describe.skipIf(!CHROMIUM)('API keys, other origins and the docs in Chromium', {
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('api-key')
     await browser.screenshot(page, 'playground-7-key-needed')
 
-    await page.keyboard.type(keys.small)
+    // A key the service refuses is shown as its 401, and not kept.
+    await page.keyboard.type('fgw_not_a_real_key_1234567890')
+    await page.keyboard.press('Enter')
+    await page.locator('#problem[data-code="unauthorized"]').waitFor()
+    expect(await page.locator('#problem').textContent()).toContain('An API key is needed')
+    expect(await page.locator('#key-status').textContent()).toBe('That key was refused: enter another.')
+    expect(await page.evaluate(() => sessionStorage.getItem('flux-gateway.api-key'))).toBeNull()
+
+    await page.locator('#api-key').fill(keys.small)
     await page.keyboard.press('Enter')
     await eventually(() => page.locator('#key-status').textContent()).toMatch(/on the basic plan\. 5 credits left this month\./)
     expect(await page.locator('#model option').evaluateAll((os) => os.map((o) => (o as unknown as PageElement).value))).toEqual(['flux-schnell', 'flux-dev'])
