@@ -62,6 +62,11 @@ describe('the playground, served', () => {
     }
   })
 
+  it('ships in the Docker image, which copies only the folders it names', () => {
+    const dockerfile = readFileSync(path.join(PUBLIC, '..', 'Dockerfile'), 'utf8')
+    expect(dockerfile).toMatch(/^COPY (--chown=\S+ )?public \.\/public$/m)
+  })
+
   it('allows images from PUBLIC_BASE_URL when a proxy fronts the service', () => {
     expect(playgroundCsp('https://images.example.com/base')).toContain("img-src 'self' data: blob: https://replicate.delivery https://images.example.com;")
   })
