@@ -90,7 +90,9 @@ export const ConfigSchema = Type.Object({
   IMAGE_URL_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   IMAGE_URL_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 3600 }),
   /** The playground page at `/`. */
-  PLAYGROUND: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
+  PLAYGROUND: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
 })
 
 export type Config = Static<typeof ConfigSchema>
