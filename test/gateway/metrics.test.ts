@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -93,6 +95,14 @@ describe('GET /metrics', () => {
     expect(delta(before, after, 'moderation_decisions_total', { provider: 'local', outcome: 'refused', category: 'sexual' })).toBe(1)
     expect(delta(before, after, 'replicate_requests_total', { kind: 'create' })).toBe(0)
     expect(delta(before, after, 'http_request_duration_seconds_count_series', { route: '/v1/text-to-image', status: '422' })).toBe(1)
+  })
+
+  it('has every metric the Grafana dashboard in deploy/ queries', async () => {
+    const dashboard = JSON.parse(readFileSync(path.join(import.meta.dirname, '../../deploy/grafana-dashboard.json'), 'utf8')) as { panels: { targets: { expr: string }[] }[] }
+    const queried = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/\b([a-z_]+)\{/g)].map((m) => m[1]!))))
+    expect(queried.size).toBeGreaterThan(8)
+    const names = new Set((await scrape()).map((f) => f.name))
+    for (const name of queried) expect(names.has(name.replace(/_(bucket|count)$/, '')) || names.has(name), name).toBe(true)
   })
 
   it('answers loopback as is, and anyone else only with the bearer METRICS_TOKEN', () => {
