@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import autoload from '@fastify/autoload'
 import Fastify, { LogController } from 'fastify'
@@ -6,6 +7,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
+import { startTelemetry } from './telemetry.ts'
 import { buildValidatorCompiler } from './validation.ts'
 import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
@@ -17,6 +19,7 @@ import type { TokenVaultOptions } from './vault/token-vault.ts'
 import type { TenancyOverrides } from './tenancy/overrides.ts'
 
 const root = path.join(import.meta.dirname, '..')
+const VERSION = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version
 
 /** Test and embedding seams. They come in through code only, never through the environment. */
 export interface AppOverrides {
@@ -116,6 +119,13 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
 /** Builds the app without listening. `logStream` receives the JSON log lines (tests capture them). */
 export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStream): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts.config, logStream)).withTypeProvider<TypeBoxTypeProvider>()
+  const endpoint = opts.config.OTEL_EXPORTER_OTLP_ENDPOINT
+  if (endpoint !== undefined) {
+    // Before any route, so every request is traced; the SDK is imported only here.
+    const telemetry = await startTelemetry({ endpoint, serviceName: opts.config.OTEL_SERVICE_NAME, version: VERSION })
+    await app.register(telemetry.plugin)
+    app.addHook('onClose', telemetry.shutdown)
+  }
   await app.register(fp(serviceApp), opts)
   return app
 }

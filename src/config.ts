@@ -92,7 +92,9 @@ export const ConfigSchema = Type.Object({
   /** The playground page at `/`. */
   PLAYGROUND: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
+  OTEL_SERVICE_NAME: Type.String({ minLength: 1, default: 'flux-gateway' })
 })
 
 export type Config = Static<typeof ConfigSchema>

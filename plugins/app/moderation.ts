@@ -7,6 +7,7 @@ import type { ImageModerationProvider } from '../../src/moderation/azure-content
 import { createLocalModerator } from '../../src/moderation/local-moderator.ts'
 import { loadTermsFile } from '../../src/moderation/terms-file.ts'
 import type { ModerationProvider } from '../../src/moderation/types.ts'
+import { withSpan } from '../../src/telemetry.ts'
 import { createIdentityCredential, lazyCredential } from '../../src/vault/azure-credential.ts'
 
 declare module 'fastify' {
@@ -52,6 +53,16 @@ export default fp(async function moderation (fastify: FastifyInstance, opts: App
       provider = local
     }
   }
-  fastify.decorate('moderation', fastify.metrics.countModeration(provider))
+  const counted = fastify.metrics.countModeration(provider)
+  fastify.decorate('moderation', {
+    name: counted.name,
+    // A span per verdict when tracing is on: the provider and its answer, never the prompt.
+    checkText: (text, o) => withSpan('moderation', { 'moderation.provider': counted.name }, async (span) => {
+      const verdict = await counted.checkText(text, o)
+      span.set('moderation.allowed', verdict.allowed)
+      if (!verdict.allowed) span.set('moderation.categories', verdict.categories.join(','))
+      return verdict
+    })
+  } satisfies ModerationProvider)
   fastify.decorate('imageModeration', images)
 }, { name: 'moderation', dependencies: ['metrics'] })

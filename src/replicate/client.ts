@@ -1,4 +1,5 @@
 import { Pool } from 'undici'
+import { traceHeaders, withSpan } from '../telemetry.ts'
 import type { Dispatcher } from 'undici'
 import {
   ReplicateApiError,
@@ -173,12 +174,30 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     bodyTimeout: timeoutMs
   })
 
-  async function attempt (req: RawRequest): Promise<AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>> {
+  type Outcome = AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>
+
+  /** One HTTP exchange, in a span of its own when tracing is on (the `traceparent` it sends names that span). */
+  function attempt (req: RawRequest): Promise<Outcome> {
+    return withSpan(`replicate ${req.operation}`, { 'http.request.method': req.method, 'replicate.operation': req.operation }, async (span) => {
+      const outcome = await exchange(req)
+      if (outcome.kind === 'done') {
+        span.set('http.response.status_code', outcome.value.status)
+        const id = (outcome.value.body as { id?: unknown } | null)?.id
+        if (typeof id === 'string') span.set('replicate.prediction_id', id)
+      } else if (outcome.kind === 'retryable-status') {
+        span.set('http.response.status_code', outcome.status)
+      }
+      return outcome
+    })
+  }
+
+  async function exchange (req: RawRequest): Promise<Outcome> {
     const token = await tokenSource.getToken()
     const headers: Record<string, string> = {
       authorization: `Bearer ${token}`,
       accept: 'application/json',
       'user-agent': userAgent,
+      ...traceHeaders(),
       ...req.headers
     }
     let payload: string | undefined

@@ -15,6 +15,7 @@ import type { Balance, KeptImage, PredictionEntry, StateStore, UsageRow } from '
 import type { ImageStorage } from './image-storage.ts'
 import { createPendingReconciler, inputHash } from './pending-creates.ts'
 import type { Tenant } from './tenant.ts'
+import { withSpan } from '../telemetry.ts'
 
 /**
  * Predictions as tenants see them: the plan decides the model, credits are reserved before anything
@@ -153,7 +154,15 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     return entry
   }
 
-  async function keepImages (id: string, urls: string[]): Promise<KeptImage[]> {
+  function keepImages (id: string, urls: string[]): Promise<KeptImage[]> {
+    return withSpan('keep images', { 'replicate.prediction_id': id, 'images.count': urls.length }, async (span) => {
+      const kept = await copyImages(id, urls)
+      span.set('images.kept', kept.length)
+      return kept
+    })
+  }
+
+  async function copyImages (id: string, urls: string[]): Promise<KeptImage[]> {
     const kept: KeptImage[] = []
     for (const [index, url] of urls.entries()) {
       let image: FetchedImage | undefined

@@ -4,6 +4,7 @@ import type { TokenSource } from '../replicate/client.ts'
 import { failureReason } from './failure.ts'
 import { EmptySecretError } from './sources.ts'
 import type { SecretSource } from './sources.ts'
+import { withSpan } from '../telemetry.ts'
 
 /**
  * The Replicate token, cached in memory in front of its source (environment, mounted file or Key Vault).
@@ -105,7 +106,7 @@ export function createTokenVault (opts: TokenVaultOptions): TokenVault {
     if (inFlight) return inFlight
     const attempt = (async (): Promise<Entry> => {
       try {
-        const value = (await source.read({ signal: AbortSignal.timeout(opts.fetchTimeoutMs) })).trim()
+        const value = (await withSpan('vault read', { 'vault.kind': source.kind }, () => source.read({ signal: AbortSignal.timeout(opts.fetchTimeoutMs) }))).trim()
         if (value === '') throw new EmptySecretError(source.location)
         const next: Entry = { value, digest: digestOf(value), fetchedAt: now() }
         const first = loadedDigest === undefined
