@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
-import { IDEMPOTENCY_KEY, REPLAYED_HEADERS, canonicalJson, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
+import { IDEMPOTENCY_KEY, REPLAYED_HEADERS, canonicalJson, idempotencyScope, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -37,7 +37,7 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
     if (typeof given !== 'string' || !IDEMPOTENCY_KEY.test(given)) {
       throw new AppError('validation_error', 400, 'Idempotency-Key must be 1-255 visible ASCII characters.', { errors: [{ field: 'header.idempotency-key', message: 'must be 1-255 visible ASCII characters' }] })
     }
-    const scope = sha256(`${request.tenant.id}\n${request.method} ${request.routeOptions.url}\n${given}`)
+    const scope = idempotencyScope(request.tenant.id, `${request.method} ${request.routeOptions.url}`, given)
     const fingerprint = sha256(canonicalJson(request.body))
     const begun = await store.idempotencyBegin(scope, fingerprint, { lockMs: LOCK_MS, ttlMs, now: Date.now() })
     if (begun.state === 'mismatch') {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { FieldProblemSchema, PredictionErrorSchema, PredictionListSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
+import { GenerationMessageSchema, ReplyToSchema } from '../../src/schemas/queue-message.ts'
 import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
 
 /** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
@@ -20,7 +21,9 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     HealthSchema,
     BalanceSchema,
     UsageSchema,
-    KeyInfoSchema
+    KeyInfoSchema,
+    ReplyToSchema,
+    GenerationMessageSchema
   ]
   for (const schema of shared) fastify.addSchema(schema)
 }, { name: 'schemas' })
