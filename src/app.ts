@@ -42,6 +42,8 @@ export interface AppOverrides {
 export interface AppOptions {
   config: Config
   overrides?: AppOverrides
+  /** `probes`: only /health (the worker on its own); the services are the same either way. Default `all`. */
+  routes?: 'all' | 'probes'
 }
 
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
@@ -106,5 +108,11 @@ export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStr
 export async function serviceApp (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
   await fastify.register(autoload, { dir: path.join(root, 'plugins', 'app'), options: opts, encapsulate: false })
-  await fastify.register(autoload, { dir: path.join(root, 'routes'), options: opts, autoHooks: true, cascadeHooks: true })
+  await fastify.register(autoload, {
+    dir: path.join(root, 'routes'),
+    options: opts,
+    autoHooks: true,
+    cascadeHooks: true,
+    ...(opts.routes === 'probes' ? { matchFilter: (file: string) => file.startsWith('/health/') } : {})
+  })
 }

@@ -19,6 +19,9 @@ export function sha256 (text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
 
+/** A first attempt holds its key this long; a holder that died is taken over after it. */
+export const IDEMPOTENCY_LOCK_MS = 150_000
+
 export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
 
 /** Response headers a replay repeats. */

@@ -1,0 +1,190 @@
+import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver, ServiceBusSender } from '@azure/service-bus'
+import type { FastifyBaseLogger } from 'fastify'
+import { request } from 'undici'
+import type { ReplyTo } from '../schemas/queue-message.ts'
+import type { MessageProcessor, Outcome } from './processor.ts'
+
+/**
+ * The Service Bus side of the worker: a peek-lock receiver handing each message to the processor, with its lock
+ * renewed by the SDK for as long as the processor runs, then settled as the outcome says, after any reply was sent.
+ */
+
+/** Service Bus keeps DeadLetterErrorDescription short; the whole problem goes to reply_to. */
+const DESCRIPTION_MAX = 1024
+/** A safety cap on renewing one message's lock: far beyond any prediction (Replicate cancels at Cancel-After). */
+const LOCK_RENEWAL_CAP_MS = 60 * 60_000
+/** After the grace, in-flight messages are told to stop; this bounds waiting for them to be abandoned. */
+const ABANDON_WAIT_MS = 10_000
+const WEBHOOK_TIMEOUT_MS = 10_000
+
+export interface QueueWorkerOptions {
+  client: ServiceBusClient
+  queue: string
+  concurrency: number
+  /** At this many deliveries a transient failure dead-letters the message instead of abandoning it again. */
+  maxDeliveries: number
+  processor: MessageProcessor
+  log: FastifyBaseLogger
+}
+
+export interface QueueWorkerStatus {
+  /** The receiver link is attached and the subscription takes messages. */
+  receiving: boolean
+  inFlight: number
+}
+
+export interface QueueWorker {
+  start: () => void
+  status: () => QueueWorkerStatus
+  /** Takes no more messages; those in flight go on. */
+  stopReceiving: () => Promise<void>
+  /** Waits for in-flight messages until `deadline` (epoch ms), abandons the rest, and closes the links. */
+  close: (deadline: number) => Promise<void>
+}
+
+/** A reply carries the request's correlationId, or its messageId when it had none. */
+function correlationOf (message: ServiceBusReceivedMessage): string | undefined {
+  const id = message.correlationId ?? message.messageId
+  return id === undefined ? undefined : String(id)
+}
+
+export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
+  const { client, log } = opts
+  const inFlight = new Map<ServiceBusReceivedMessage, AbortController>()
+  const senders = new Map<string, ServiceBusSender>()
+  let receiver: ServiceBusReceiver | undefined
+  let subscription: { close: () => Promise<void> } | undefined
+  let idle: (() => void) | undefined
+
+  function senderFor (queue: string): ServiceBusSender {
+    let sender = senders.get(queue)
+    if (!sender) senders.set(queue, sender = client.createSender(queue))
+    return sender
+  }
+
+  async function reply (replyTo: ReplyTo, message: ServiceBusReceivedMessage, body: unknown, contentType: string): Promise<void> {
+    const correlationId = correlationOf(message)
+    if ('queue' in replyTo) {
+      const id = (body as { id?: unknown }).id
+      await senderFor(replyTo.queue).sendMessages({
+        // One id per request, so a reply sent again after a redelivery is a duplicate duplicate detection can drop.
+        messageId: `reply:${String(message.messageId ?? correlationId)}`,
+        body,
+        contentType,
+        correlationId,
+        subject: contentType === 'application/json' ? 'prediction' : 'problem',
+        applicationProperties: typeof id === 'string' ? { prediction_id: id, status: String((body as { status?: unknown }).status) } : {}
+      })
+      return
+    }
+    const res = await request(replyTo.webhook, {
+      method: 'POST',
+      headers: { 'content-type': contentType, ...(correlationId === undefined ? {} : { 'x-correlation-id': String(correlationId) }) },
+      body: JSON.stringify(body),
+      headersTimeout: WEBHOOK_TIMEOUT_MS,
+      bodyTimeout: WEBHOOK_TIMEOUT_MS
+    })
+    await res.body.dump()
+    if (res.statusCode >= 300) throw new Error(`the webhook answered ${res.statusCode}`)
+  }
+
+  async function settle (message: ServiceBusReceivedMessage, outcome: Outcome): Promise<void> {
+    const r = receiver!
+    const deliveries = (message.deliveryCount ?? 0) + 1
+    if (outcome.action === 'complete') {
+      if (outcome.replyTo) {
+        try {
+          await reply(outcome.replyTo, message, outcome.prediction, 'application/json')
+        } catch (err) {
+          // The prediction is final; a redelivery finds it by its idempotency key and replies again.
+          log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not send the reply: abandoning the message so it is sent again')
+          await settle(message, { action: 'abandon', reason: 'reply_failed', description: `The reply could not be sent: ${(err as Error).message}`, replyTo: undefined })
+          return
+        }
+      }
+      await r.completeMessage(message)
+      log.info({ messageId: message.messageId, predictionId: outcome.prediction.id, status: outcome.prediction.status }, 'queued request done')
+      return
+    }
+    if (outcome.action === 'abandon' && (outcome.reason === 'shutting_down' || deliveries < opts.maxDeliveries)) {
+      await r.abandonMessage(message)
+      return
+    }
+    const description = outcome.action === 'abandon'
+      ? `${outcome.description} Gave up after ${deliveries} deliveries.`
+      : outcome.description
+    if (outcome.replyTo) {
+      const problem = outcome.action === 'dead-letter' && outcome.problem !== undefined && 'code' in outcome.problem
+        ? outcome.problem
+        : { code: outcome.reason, detail: description, ...(outcome.action === 'dead-letter' ? outcome.problem : {}) }
+      await reply(outcome.replyTo, message, problem, 'application/problem+json')
+        .catch((err: unknown) => log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not send the refusal to reply_to'))
+    }
+    await r.deadLetterMessage(message, { deadLetterReason: outcome.reason, deadLetterErrorDescription: description.slice(0, DESCRIPTION_MAX) })
+  }
+
+  async function handle (message: ServiceBusReceivedMessage): Promise<void> {
+    const controller = new AbortController()
+    inFlight.set(message, controller)
+    try {
+      const messageId = message.messageId === undefined ? undefined : String(message.messageId)
+      const outcome = await opts.processor.process({ body: message.body, messageId, deliveryCount: message.deliveryCount ?? 0 }, controller.signal)
+      await settle(message, outcome)
+    } catch (err) {
+      // Settling failed (the lock was lost, the link dropped): Service Bus delivers the message again.
+      log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not settle a message; it will be delivered again')
+    } finally {
+      inFlight.delete(message)
+      if (inFlight.size === 0) idle?.()
+    }
+  }
+
+  function whenIdle (ms: number): Promise<void> {
+    if (inFlight.size === 0 || ms <= 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      idle = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  return {
+    start () {
+      receiver = client.createReceiver(opts.queue, { receiveMode: 'peekLock', maxAutoLockRenewalDurationInMs: LOCK_RENEWAL_CAP_MS })
+      subscription = receiver.subscribe({
+        processMessage: handle,
+        async processError (args) {
+          const code = (args.error as { code?: string }).code
+          log.warn({ errorSource: args.errorSource, code, err: args.error.message }, 'Service Bus receiver error')
+        }
+      }, { autoCompleteMessages: false, maxConcurrentCalls: opts.concurrency })
+      log.info({ queue: opts.queue, concurrency: opts.concurrency }, 'queue worker receiving')
+    },
+
+    status () {
+      // The SDK has no public "link is up"; this is what its own subscribe checks before refusing a second one.
+      const receiving = (receiver as unknown as { _isReceivingMessages?: () => boolean } | undefined)?._isReceivingMessages?.() ?? false
+      return { receiving, inFlight: inFlight.size }
+    },
+
+    async stopReceiving () {
+      const s = subscription
+      subscription = undefined
+      await s?.close()
+    },
+
+    async close (deadline) {
+      await this.stopReceiving()
+      await whenIdle(deadline - Date.now())
+      if (inFlight.size > 0) {
+        log.warn({ inFlight: inFlight.size }, 'shutdown grace over: abandoning messages still in flight')
+        for (const controller of inFlight.values()) controller.abort(new Error('shutting down'))
+        await whenIdle(ABANDON_WAIT_MS)
+      }
+      await receiver?.close()
+      await Promise.allSettled([...senders.values()].map((s) => s.close()))
+    }
+  }
+}
