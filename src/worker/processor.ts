@@ -91,12 +91,14 @@ function describe (problems: Array<{ field: string, message: string }>): string 
 export function createMessageProcessor (opts: MessageProcessorOptions): MessageProcessor {
   const { store, tenancy, validators } = opts
 
-  function validate (body: unknown): GenerationMessage {
+  function validate (body: unknown, replyTo: { value?: ReplyTo }): GenerationMessage {
     if (!validators.envelope(body)) {
       const problems = fieldProblems(validators.envelope.errors ?? [], 'body')
       throw new Refusal('invalid_message', `The message is not a generation request: ${describe(problems)}.`, { errors: problems })
     }
     const message = body as GenerationMessage
+    // Known from here on, so even a refused request hears why.
+    replyTo.value = message.reply_to
     const check = validators[message.kind]
     // Judged by the route's own schema (defaults applied as there), so the fields are named as the HTTP API names them.
     if (!check(message.request)) {
@@ -130,8 +132,7 @@ export function createMessageProcessor (opts: MessageProcessorOptions): MessageP
   }
 
   async function run (message: QueuedMessage, signal: AbortSignal, log: FastifyBaseLogger, replyTo: { value?: ReplyTo }): Promise<PublicPrediction> {
-    const parsed = validate(parseBody(message.body))
-    replyTo.value = parsed.reply_to
+    const parsed = validate(parseBody(message.body), replyTo)
     const tenant = await tenantFor(parsed.api_key_id)
     const key = parsed.idempotency_key ?? message.messageId
     if (key === undefined || key === '') throw new Refusal('invalid_message', 'The message has neither an idempotency_key nor a messageId.')

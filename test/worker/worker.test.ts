@@ -15,17 +15,19 @@ let gw: TestGateway
 let store: StateStore
 let sb: Backend
 let ids: Record<'basic' | 'free' | 'broke' | 'revoked', string>
+let keys: Record<'basic' | 'free' | 'broke' | 'revoked', string>
 
 beforeAll(async () => {
   bus = await startFakeServiceBus()
-  ;({ store, ids } = await storeWithKeys({
+  ;({ store, ids, keys } = await storeWithKeys({
     basic: { plan: 'basic', budgetCredits: 1000 },
     free: { plan: 'free' },
     broke: { plan: 'basic', budgetCredits: 1, budgetPeriod: 'total' },
     revoked: { plan: 'basic' }
   }))
   await store.revokeKey(ids.revoked, Date.now())
-  gw = await startWorkerGateway(bus, { overrides: { tenancy: { store } } })
+  // No retries inside the Replicate client: an upstream 503 reaches the worker at once.
+  gw = await startWorkerGateway(bus, { overrides: { tenancy: { store } }, env: { REPLICATE_MAX_RETRIES: '0' } })
   sb = backend(bus)
 })
 afterAll(async () => {
@@ -103,5 +105,112 @@ describe('the queue worker', () => {
     } finally {
       await new Promise((resolve) => hook.close(resolve))
     }
+  })
+
+  it('dead-letters what can never succeed, with the reason and a description, and creates and charges nothing', async () => {
+    const before = creates(gw).length
+    const t2i = (request: Record<string, unknown>, key = ids.basic) => ({ kind: 'text-to-image', request, api_key_id: key })
+    const cases: Array<{ id: string, body: unknown, reason: string, description: RegExp }> = [
+      { id: 'dl-json', body: Buffer.from('{"kind": "text-to-image", '), reason: 'invalid_message', description: /not JSON/ },
+      { id: 'dl-envelope', body: { kind: 'upscale', request: { prompt: 'a red fox' } }, reason: 'invalid_message', description: /api_key_id is required.*kind must be one of text-to-image, image-to-image|kind must be one of text-to-image, image-to-image.*api_key_id is required/ },
+      { id: 'dl-fields', body: { ...t2i({ prompt: 'a red fox', width: 1000, steps: 4 }), reply_to: { queue: 'refusals' } }, reason: 'validation_error', description: /request\.steps is not a known field; did you mean num_inference_steps\?.*request\.width must be one of/ },
+      { id: 'dl-policy', body: t2i({ prompt: 'a n.u.d.e statue' }), reason: 'content_policy_violation', description: /refused by the content policy/ },
+      { id: 'dl-credits', body: t2i({ prompt: 'a red fox', model: 'flux-dev' }, ids.broke), reason: 'insufficient_credits', description: /needs 2 credits; 1 remain/ },
+      { id: 'dl-unknown', body: t2i({ prompt: 'a red fox' }, 'ffffffffffffffff'), reason: 'unknown_api_key', description: /No active API key has the id ffffffffffffffff/ },
+      { id: 'dl-revoked', body: t2i({ prompt: 'a red fox' }, ids.revoked), reason: 'unknown_api_key', description: /No active API key/ },
+      { id: 'dl-plan', body: t2i({ prompt: 'a red fox', model: 'flux-dev' }, ids.free), reason: 'model_not_in_plan', description: /flux-dev/ },
+      { id: 'dl-i2i', body: { kind: 'image-to-image', request: { prompt: 'the same barn in winter', image_url: 'https://169.254.169.254/latest/meta-data', model: 'flux-dev' }, api_key_id: ids.basic }, reason: 'url_not_allowed', description: /forbidden address/ }
+    ]
+    for (const c of cases) await sb.send({ messageId: c.id, body: c.body })
+    for (const c of cases) await settledOn(c.id)
+    const dead = bus.queue(QUEUE).deadLetters
+    for (const c of cases) {
+      const letter = dead.find((d) => d.messageId === c.id)
+      expect(letter, c.id).toBeDefined()
+      expect(letter!.reason, c.id).toBe(c.reason)
+      expect(letter!.description, c.id).toMatch(c.description)
+      expect(eventsOf(bus, c.id), c.id).toEqual(['delivered', 'dead-letter'])
+    }
+    expect(creates(gw).length - before).toBe(0)
+    // Nothing reserved and left behind by a refusal.
+    for (const key of [ids.basic, ids.broke, ids.free]) expect((await store.balance(key, null, Date.now())).reserved_credits).toBe(0)
+    // The refusal also goes to reply_to: the problem document, fields named.
+    const [refusal] = await sb.receive('refusals', 1)
+    expect(refusal!.contentType).toBe('application/problem+json')
+    expect(refusal!.correlationId).toBe('dl-fields')
+    expect(refusal!.body).toMatchObject({ code: 'validation_error', errors: expect.arrayContaining([{ field: 'request.width', message: expect.stringContaining('must be one of') }]) })
+  })
+
+  it('dead-letters a reused idempotency key with another request, and shares the key with HTTP', async () => {
+    const before = creates(gw).length
+    await sb.send({ messageId: 'idem-a', body: { kind: 'text-to-image', request: { prompt: 'a quiet harbour', model: 'flux-schnell' }, api_key_id: ids.basic, idempotency_key: 'shared-key-1' } })
+    await settledOn('idem-a')
+    // The same key and body over HTTP replays what the message made.
+    const http = await gw.call('POST', '/v1/text-to-image', { prompt: 'a quiet harbour', model: 'flux-schnell' }, { authorization: `Bearer ${keys.basic}`, 'idempotency-key': 'shared-key-1' })
+    expect(http.status).toBe(200)
+    expect(http.headers['idempotent-replayed']).toBe('true')
+    expect((await store.getPrediction(http.body.id))?.owner).toBe(ids.basic)
+    await sb.send({ messageId: 'idem-b', body: { kind: 'text-to-image', request: { prompt: 'a busy harbour', model: 'flux-schnell' }, api_key_id: ids.basic, idempotency_key: 'shared-key-1' } })
+    await settledOn('idem-b')
+    expect(bus.queue(QUEUE).deadLetters.find((d) => d.messageId === 'idem-b')?.reason).toBe('idempotency_key_reused')
+    expect(creates(gw).length - before).toBe(1)
+  })
+
+  it('makes one prediction and one charge for a message delivered twice', async () => {
+    const before = creates(gw).length
+    const used = async () => (await store.balance(ids.basic, { credits: 1000, period: 'month' }, Date.now())).used_credits
+    const usedBefore = await used()
+    const body = { kind: 'text-to-image', request: { prompt: 'twin lighthouses', model: 'flux-schnell' }, api_key_id: ids.basic, reply_to: { queue: 'twins' } }
+    // The same message twice, as a sender retrying after a lost acknowledgement puts it: handled side by side.
+    await Promise.all([sb.send({ messageId: 'dup-1', body }), sb.send({ messageId: 'dup-1', body })])
+    const replies = await sb.receive('twins', 2)
+    await bus.waitFor('both copies completed', () => eventsOf(bus, 'dup-1').filter((t) => t === 'complete').length === 2)
+    expect(creates(gw).length - before).toBe(1)
+    const [a, b] = replies.map((r) => r.body as { id: string, status: string })
+    expect(a!.id).toBe(b!.id)
+    expect(a!.status).toBe('succeeded')
+    expect(await used() - usedBefore).toBe(1)
+  })
+
+  it('abandons when the reply cannot be sent; the redelivery replies without creating again', async () => {
+    let calls = 0
+    const hook = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => { res.writeHead(++calls === 1 ? 503 : 200).end() })
+    })
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
+    const before = creates(gw).length
+    try {
+      await sb.send({ messageId: 'redeliver-1', body: { kind: 'text-to-image', request: { prompt: 'a stubborn lighthouse', model: 'flux-schnell' }, api_key_id: ids.basic, reply_to: { webhook: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/` } } })
+      await settledOn('redeliver-1')
+      expect(eventsOf(bus, 'redeliver-1')).toEqual(['delivered', 'abandon', 'delivered', 'complete'])
+      expect(calls).toBe(2)
+      expect(creates(gw).length - before).toBe(1)
+    } finally {
+      await new Promise((resolve) => hook.close(resolve))
+    }
+  })
+
+  it('abandons after an upstream 503 and succeeds on the redelivery', async () => {
+    const before = creates(gw).length
+    gw.emulator.inject({ kind: 'status', status: 503, count: 1, method: 'POST', path: /\/predictions$/ })
+    await sb.send({ messageId: 'retry-503', body: { kind: 'text-to-image', request: { prompt: 'a lighthouse after the storm', model: 'flux-schnell' }, api_key_id: ids.basic } })
+    await settledOn('retry-503')
+    expect(eventsOf(bus, 'retry-503')).toEqual(['delivered', 'abandon', 'delivered', 'complete'])
+    const delivered = bus.events.filter((e) => e.type === 'delivered' && e.messageId === 'retry-503').map((e) => (e as { deliveryCount: number }).deliveryCount)
+    expect(delivered).toEqual([0, 1])
+    // Two creates reached Replicate; the first was refused, so only the second is charged.
+    expect(creates(gw).length - before).toBe(2)
+  })
+
+  it('dead-letters a transient failure once WORKER_MAX_DELIVERIES deliveries are used up', async () => {
+    gw.emulator.inject({ kind: 'status', status: 503, count: 5, method: 'POST', path: /\/predictions$/ })
+    await sb.send({ messageId: 'retry-forever', body: { kind: 'text-to-image', request: { prompt: 'a lighthouse in a long storm', model: 'flux-schnell' }, api_key_id: ids.basic } })
+    await settledOn('retry-forever')
+    expect(eventsOf(bus, 'retry-forever')).toEqual(['delivered', 'abandon', 'delivered', 'abandon', 'delivered', 'abandon', 'delivered', 'abandon', 'delivered', 'dead-letter'])
+    const letter = bus.queue(QUEUE).deadLetters.find((d) => d.messageId === 'retry-forever')
+    expect(letter?.reason).toBe('upstream_error')
+    expect(letter?.description).toMatch(/Replicate answered 503\. Gave up after 5 deliveries\./)
+    expect((await store.balance(ids.basic, null, Date.now())).reserved_credits).toBe(0)
   })
 })
