@@ -148,10 +148,18 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
     requeue(lock.queue, lock.stored)
   }
 
+  /** Transfers handed to rhea per link; rhea spends credit only when it writes them, so this keeps us within it. */
+  const handed = new WeakMap<Sender, number>()
+  function credit (sender: Sender): number {
+    const link = sender as Sender & { credit: number, delivery_count: number }
+    const unwritten = Math.max(0, (handed.get(sender) ?? 0) - link.delivery_count)
+    return link.credit - unwritten
+  }
+
   function dispatch (queueName: string): void {
     const q = queue(queueName)
     for (const sender of consumers.get(queueName) ?? []) {
-      while (q.available.length > 0 && sender.is_open() && sender.sendable()) {
+      while (q.available.length > 0 && sender.is_open() && credit(sender) > 0) {
         const stored = q.available.shift()!
         const tag = randomBytes(16)
         const token = lockTokenOf(tag)
@@ -167,6 +175,7 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
           }
         }
         stored.deliveries++
+        handed.set(sender, (handed.get(sender) ?? 0) + 1)
         const delivery = sender.send(outgoing, tag)
         locks.set(token, { stored, queue: queueName, delivery, lockedUntil, timer: setTimeout(lockExpired, lockDurationMs, token) })
         events.push({ type: 'delivered', queue: queueName, messageId: stored.messageId, deliveryCount: stored.deliveries - 1, lockToken: token })
