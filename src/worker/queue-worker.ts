@@ -54,6 +54,8 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
   const senders = new Map<string, ServiceBusSender>()
   let receiver: ServiceBusReceiver | undefined
   let subscription: { close: () => Promise<void> } | undefined
+  // The SDK retries attaching the link forever; only this (or closing the receiver) ends that, also for close().
+  const attaching = new AbortController()
   let idle: (() => void) | undefined
 
   function senderFor (queue: string): ServiceBusSender {
@@ -159,7 +161,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
           const code = (args.error as { code?: string }).code
           log.warn({ errorSource: args.errorSource, code, err: args.error.message }, 'Service Bus receiver error')
         }
-      }, { autoCompleteMessages: false, maxConcurrentCalls: opts.concurrency })
+      }, { autoCompleteMessages: false, maxConcurrentCalls: opts.concurrency, abortSignal: attaching.signal })
       log.info({ queue: opts.queue, concurrency: opts.concurrency }, 'queue worker receiving')
     },
 
@@ -172,6 +174,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
     async stopReceiving () {
       const s = subscription
       subscription = undefined
+      attaching.abort(new Error('the worker is stopping'))
       await s?.close()
     },
 

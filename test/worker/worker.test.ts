@@ -47,6 +47,23 @@ describe('the queue worker', () => {
     expect(ready.body.checks.worker).toEqual({ status: 'ok' })
   })
 
+  it('is not ready while the receiver link cannot attach', async () => {
+    // A port nothing listens on: the SDK keeps trying in the background.
+    const nowhere = await startFakeServiceBus()
+    const connectionString = nowhere.connectionString
+    await nowhere.close()
+    const lonely = await startWorkerGateway(bus, { env: { SERVICE_BUS_CONNECTION_STRING: connectionString } })
+    try {
+      const ready = await lonely.call('GET', '/health/ready')
+      expect(ready.status).toBe(503)
+      expect(ready.body.checks.worker).toEqual({ status: 'fail', detail: `not receiving from ${QUEUE}: the receiver link is not attached` })
+      expect(ready.body.checks.upstream).toEqual({ status: 'ok' })
+      expect((await lonely.call('GET', '/health/live')).status).toBe(200)
+    } finally {
+      await lonely.close()
+    }
+  })
+
   it('generates, keeps the images, settles the credits, replies with signed URLs, then completes', async () => {
     const before = creates(gw).length
     await sb.send({
