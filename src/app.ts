@@ -9,7 +9,7 @@ import { requestIdFor } from './request-id.ts'
 import { buildValidatorCompiler } from './validation.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
-import type { SafeFetcherOptions } from './net/safe-fetch.ts'
+import type { SafeFetcherOptions, SafePosterOptions } from './net/safe-fetch.ts'
 import type { TokenCredential } from '@azure/core-auth'
 import type { AzureClientOptions } from './vault/key-vault-source.ts'
 import type { TokenVaultOptions } from './vault/token-vault.ts'
@@ -37,6 +37,8 @@ export interface AppOverrides {
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
   auth?: { keysRecheckMs?: number }
+  /** The queue worker's reply webhooks (e.g. `allowAddresses` and `http:` for a loopback test receiver). */
+  worker?: { webhook?: SafePosterOptions }
 }
 
 export interface AppOptions {

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
+import { createSafePoster } from '../../src/net/safe-fetch.ts'
 import { buildValidatorCompiler } from '../../src/validation.ts'
 import { GenerationEnvelopeSchema } from '../../src/schemas/queue-message.ts'
 import { createIdentityCredential, lazyCredential } from '../../src/vault/azure-credential.ts'
@@ -34,6 +35,7 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
   // The routes' validator compiler over the registered schemas: the same Ajv options, defaults and messages.
   const compile = buildValidatorCompiler(fastify.getSchemas())
   const validator = (schema: unknown): Validator => compile({ schema, httpPart: 'body' }) as Validator
+  const webhooks = createSafePoster(opts.overrides?.worker?.webhook)
   const processor = createMessageProcessor({
     store: fastify.state,
     tenancy: fastify.tenancy,
@@ -47,6 +49,7 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
     baseUrl: config.PUBLIC_BASE_URL?.replace(/\/+$/, '') ?? `http://${config.HOST}:${config.PORT}`,
     syncWaitSeconds: config.SYNC_WAIT_SECONDS,
     idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
+    webhookViolation: (url) => webhooks.violation(url),
     log: fastify.log.child({ component: 'worker' })
   })
   const queueWorker = createQueueWorker({
@@ -55,6 +58,7 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
     concurrency: config.WORKER_CONCURRENCY,
     maxDeliveries: config.WORKER_MAX_DELIVERIES,
     processor,
+    webhooks,
     log: fastify.log.child({ component: 'worker' })
   })
   fastify.queueWorker = queueWorker

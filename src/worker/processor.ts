@@ -54,6 +54,8 @@ export interface MessageProcessorOptions {
   /** How long a create waits for the images in its one upstream request (SYNC_WAIT_SECONDS). */
   syncWaitSeconds: number
   idempotencyTtlMs: number
+  /** Why a reply_to.webhook URL can never be posted to (scheme, forbidden address), or undefined. */
+  webhookViolation: (url: string) => string | undefined
   log: FastifyBaseLogger
 }
 
@@ -97,6 +99,10 @@ export function createMessageProcessor (opts: MessageProcessorOptions): MessageP
       throw new Refusal('invalid_message', `The message is not a generation request: ${describe(problems)}.`, { errors: problems })
     }
     const message = body as GenerationMessage
+    if (message.reply_to && 'webhook' in message.reply_to) {
+      const why = opts.webhookViolation(message.reply_to.webhook)
+      if (why !== undefined) throw new Refusal('url_not_allowed', `reply_to.webhook: ${why}`, { errors: [{ field: 'reply_to.webhook', message: why }] })
+    }
     // Known from here on, so even a refused request hears why.
     replyTo.value = message.reply_to
     const check = validators[message.kind]

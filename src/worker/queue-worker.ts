@@ -1,6 +1,6 @@
 import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver, ServiceBusSender } from '@azure/service-bus'
 import type { FastifyBaseLogger } from 'fastify'
-import { request } from 'undici'
+import type { SafePoster } from '../net/safe-fetch.ts'
 import type { ReplyTo } from '../schemas/queue-message.ts'
 import type { MessageProcessor, Outcome } from './processor.ts'
 
@@ -15,7 +15,6 @@ const DESCRIPTION_MAX = 1024
 const LOCK_RENEWAL_CAP_MS = 60 * 60_000
 /** After the grace, in-flight messages are told to stop; this bounds waiting for them to be abandoned. */
 const ABANDON_WAIT_MS = 10_000
-const WEBHOOK_TIMEOUT_MS = 10_000
 
 export interface QueueWorkerOptions {
   client: ServiceBusClient
@@ -24,6 +23,8 @@ export interface QueueWorkerOptions {
   /** At this many deliveries a transient failure dead-letters the message instead of abandoning it again. */
   maxDeliveries: number
   processor: MessageProcessor
+  /** Posts to reply_to.webhook under the address policy of image fetching. */
+  webhooks: SafePoster
   log: FastifyBaseLogger
 }
 
@@ -79,15 +80,8 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
       })
       return
     }
-    const res = await request(replyTo.webhook, {
-      method: 'POST',
-      headers: { 'content-type': contentType, ...(correlationId === undefined ? {} : { 'x-correlation-id': String(correlationId) }) },
-      body: JSON.stringify(body),
-      headersTimeout: WEBHOOK_TIMEOUT_MS,
-      bodyTimeout: WEBHOOK_TIMEOUT_MS
-    })
-    await res.body.dump()
-    if (res.statusCode >= 300) throw new Error(`the webhook answered ${res.statusCode}`)
+    const status = await opts.webhooks.post(replyTo.webhook, body, { 'content-type': contentType, ...(correlationId === undefined ? {} : { 'x-correlation-id': correlationId }) })
+    if (status >= 300) throw new Error(`the webhook answered ${status}`)
   }
 
   async function settle (message: ServiceBusReceivedMessage, outcome: Outcome): Promise<void> {
@@ -188,6 +182,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
       }
       await receiver?.close()
       await Promise.allSettled([...senders.values()].map((s) => s.close()))
+      await opts.webhooks.close()
     }
   }
 }

@@ -13,7 +13,8 @@ export function startWorkerGateway (bus: FakeServiceBus, o: { env?: Record<strin
   return startGateway({
     selfBaseUrl: true,
     emulator: o.emulator,
-    overrides: o.overrides,
+    // Reply webhooks go to receivers the tests run on loopback, over plain http.
+    overrides: { ...o.overrides, worker: { webhook: { allowedSchemes: ['http:', 'https:'], allowAddresses: ['127.0.0.1'] } } },
     env: {
       WORKER: 'on',
       SERVICE_BUS_CONNECTION_STRING: bus.connectionString,

@@ -136,6 +136,7 @@ describe('the queue worker', () => {
       { id: 'dl-unknown', body: t2i({ prompt: 'a red fox' }, 'ffffffffffffffff'), reason: 'unknown_api_key', description: /No active API key has the id ffffffffffffffff/ },
       { id: 'dl-revoked', body: t2i({ prompt: 'a red fox' }, ids.revoked), reason: 'unknown_api_key', description: /No active API key/ },
       { id: 'dl-plan', body: t2i({ prompt: 'a red fox', model: 'flux-dev' }, ids.free), reason: 'model_not_in_plan', description: /flux-dev/ },
+      { id: 'dl-hook', body: { ...t2i({ prompt: 'a red fox' }), reply_to: { webhook: 'https://169.254.169.254/latest/meta-data' } }, reason: 'url_not_allowed', description: /^reply_to\.webhook: The URL points to a forbidden address\.$/ },
       { id: 'dl-i2i', body: { kind: 'image-to-image', request: { prompt: 'the same barn in winter', image_url: 'https://169.254.169.254/latest/meta-data', model: 'flux-dev' }, api_key_id: ids.basic }, reason: 'url_not_allowed', description: /forbidden address/ }
     ]
     for (const c of cases) await sb.send({ messageId: c.id, body: c.body })
