@@ -37,8 +37,11 @@ export interface AppOverrides {
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
   auth?: { keysRecheckMs?: number }
-  /** The queue worker's reply webhooks (e.g. `allowAddresses` and `http:` for a loopback test receiver). */
-  worker?: { webhook?: SafePosterOptions }
+  /**
+   * The queue worker's reply webhooks (e.g. `allowAddresses` and `http:` for a loopback test receiver), and how it
+   * waits out a retry backoff (a recording sleep).
+   */
+  worker?: { webhook?: SafePosterOptions, sleep?: (ms: number, signal: AbortSignal) => Promise<void> }
 }
 
 export interface AppOptions {

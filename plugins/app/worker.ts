@@ -59,6 +59,7 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
     maxDeliveries: config.WORKER_MAX_DELIVERIES,
     processor,
     webhooks,
+    ...(opts.overrides?.worker?.sleep ? { sleep: opts.overrides.worker.sleep } : {}),
     log: fastify.log.child({ component: 'worker' })
   })
   fastify.queueWorker = queueWorker

@@ -42,7 +42,7 @@ export interface QueuedMessage {
 export type Outcome =
   | { action: 'complete', prediction: PublicPrediction, replyTo: ReplyTo | undefined }
   | { action: 'dead-letter', reason: string, description: string, problem: Record<string, unknown> | undefined, replyTo: ReplyTo | undefined }
-  | { action: 'abandon', reason: string, description: string, replyTo: ReplyTo | undefined }
+  | { action: 'abandon', reason: string, description: string, replyTo: ReplyTo | undefined, retryAfterSeconds?: number | undefined }
 
 export interface MessageProcessorOptions {
   store: StateStore
@@ -203,7 +203,8 @@ export function createMessageProcessor (opts: MessageProcessorOptions): MessageP
         }
         if (problem.status === 500) log.error({ err }, 'queued request failed unexpectedly')
         else log.warn({ reason: problem.body.code }, 'queued request failed for now: abandoning it for a retry')
-        return { action: 'abandon', reason: problem.body.code, description: problem.body.detail, replyTo: replyTo.value }
+        const retryAfter = Number(problem.headers['retry-after'])
+        return { action: 'abandon', reason: problem.body.code, description: problem.body.detail, replyTo: replyTo.value, retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined }
       }
     }
   }

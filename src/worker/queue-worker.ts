@@ -1,5 +1,6 @@
 import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver, ServiceBusSender } from '@azure/service-bus'
 import type { FastifyBaseLogger } from 'fastify'
+import { abortableSleep } from '../replicate/retry.ts'
 import type { SafePoster } from '../net/safe-fetch.ts'
 import type { ReplyTo } from '../schemas/queue-message.ts'
 import type { MessageProcessor, Outcome } from './processor.ts'
@@ -15,6 +16,20 @@ const DESCRIPTION_MAX = 1024
 const LOCK_RENEWAL_CAP_MS = 60 * 60_000
 /** After the grace, in-flight messages are told to stop; this bounds waiting for them to be abandoned. */
 const ABANDON_WAIT_MS = 10_000
+/** Backoff before a transient failure is abandoned (Service Bus redelivers at once): 2 s, 4 s, 8 s… up to a minute. */
+const RETRY_BASE_MS = 2_000
+const RETRY_MAX_MS = 60_000
+
+/**
+ * How long to hold a message, its lock renewed, before abandoning it after its `deliveries`th delivery failed for now:
+ * the upstream's Retry-After when it gave one, else exponential with full jitter, so a short outage does not use up
+ * WORKER_MAX_DELIVERIES in a second and many workers do not come back at once.
+ */
+export function retryDelayMs (deliveries: number, retryAfterSeconds: number | undefined, random: () => number = Math.random): number {
+  if (retryAfterSeconds !== undefined && retryAfterSeconds > 0) return Math.min(RETRY_MAX_MS, retryAfterSeconds * 1000)
+  const cap = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (deliveries - 1))
+  return Math.round(cap / 2 + random() * cap / 2)
+}
 
 export interface QueueWorkerOptions {
   client: ServiceBusClient
@@ -25,6 +40,8 @@ export interface QueueWorkerOptions {
   processor: MessageProcessor
   /** Posts to reply_to.webhook under the address policy of image fetching. */
   webhooks: SafePoster
+  /** Waits out a backoff; rejects when the signal aborts (tests record the delays). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
   log: FastifyBaseLogger
 }
 
@@ -51,12 +68,15 @@ function correlationOf (message: ServiceBusReceivedMessage): string | undefined 
 
 export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
   const { client, log } = opts
+  const sleep = opts.sleep ?? abortableSleep
   const inFlight = new Map<ServiceBusReceivedMessage, AbortController>()
   const senders = new Map<string, ServiceBusSender>()
   let receiver: ServiceBusReceiver | undefined
   let subscription: { close: () => Promise<void> } | undefined
   // The SDK retries attaching the link forever; only this (or closing the receiver) ends that, also for close().
   const attaching = new AbortController()
+  /** Aborted when receiving stops: a message waiting out a backoff is abandoned at once instead. */
+  const stopping = new AbortController()
   let idle: (() => void) | undefined
 
   function senderFor (queue: string): ServiceBusSender {
@@ -84,7 +104,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
     if (status >= 300) throw new Error(`the webhook answered ${status}`)
   }
 
-  async function settle (message: ServiceBusReceivedMessage, outcome: Outcome): Promise<void> {
+  async function settle (message: ServiceBusReceivedMessage, outcome: Outcome, signal: AbortSignal): Promise<void> {
     const r = receiver!
     const deliveries = (message.deliveryCount ?? 0) + 1
     if (outcome.action === 'complete') {
@@ -94,7 +114,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
         } catch (err) {
           // The prediction is final; a redelivery finds it by its idempotency key and replies again.
           log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not send the reply: abandoning the message so it is sent again')
-          await settle(message, { action: 'abandon', reason: 'reply_failed', description: `The reply could not be sent: ${(err as Error).message}`, replyTo: undefined })
+          await settle(message, { action: 'abandon', reason: 'reply_failed', description: `The reply could not be sent: ${(err as Error).message}`, replyTo: undefined }, signal)
           return
         }
       }
@@ -103,6 +123,10 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
       return
     }
     if (outcome.action === 'abandon' && (outcome.reason === 'shutting_down' || deliveries < opts.maxDeliveries)) {
+      if (outcome.reason !== 'shutting_down') {
+        // Shutdown cuts the wait short: the message is abandoned at once either way.
+        await sleep(retryDelayMs(deliveries, outcome.retryAfterSeconds), AbortSignal.any([signal, stopping.signal])).catch(() => {})
+      }
       await r.abandonMessage(message)
       return
     }
@@ -125,7 +149,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
     try {
       const messageId = message.messageId === undefined ? undefined : String(message.messageId)
       const outcome = await opts.processor.process({ body: message.body, messageId, deliveryCount: message.deliveryCount ?? 0 }, controller.signal)
-      await settle(message, outcome)
+      await settle(message, outcome, controller.signal)
     } catch (err) {
       // Settling failed (the lock was lost, the link dropped): Service Bus delivers the message again.
       log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not settle a message; it will be delivered again')
@@ -169,6 +193,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
       const s = subscription
       subscription = undefined
       attaching.abort(new Error('the worker is stopping'))
+      stopping.abort(new Error('the worker is stopping'))
       await s?.close()
     },
 

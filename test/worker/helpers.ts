@@ -14,7 +14,7 @@ export function startWorkerGateway (bus: FakeServiceBus, o: { env?: Record<strin
     selfBaseUrl: true,
     emulator: o.emulator,
     // Reply webhooks go to receivers the tests run on loopback, over plain http.
-    overrides: { ...o.overrides, worker: { webhook: { allowedSchemes: ['http:', 'https:'], allowAddresses: ['127.0.0.1'] } } },
+    overrides: { ...o.overrides, worker: { webhook: { allowedSchemes: ['http:', 'https:'], allowAddresses: ['127.0.0.1'] }, ...o.overrides?.worker } },
     env: {
       WORKER: 'on',
       SERVICE_BUS_CONNECTION_STRING: bus.connectionString,

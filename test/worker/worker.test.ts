@@ -7,6 +7,7 @@ import type { TestGateway } from '../helpers/gateway.ts'
 import { startFakeServiceBus } from '../fakes/service-bus/broker.ts'
 import type { FakeServiceBus } from '../fakes/service-bus/broker.ts'
 import { storeWithKeys } from '../tenancy/helpers.ts'
+import { retryDelayMs } from '../../src/worker/queue-worker.ts'
 import { QUEUE, backend, creates, eventsOf, startWorkerGateway } from './helpers.ts'
 import type { Backend } from './helpers.ts'
 
@@ -14,6 +15,8 @@ let bus: FakeServiceBus
 let gw: TestGateway
 let store: StateStore
 let sb: Backend
+/** The backoffs the worker waited out before abandoning, in order (recorded, not slept). */
+const backoffs: number[] = []
 let ids: Record<'basic' | 'free' | 'broke' | 'revoked', string>
 let keys: Record<'basic' | 'free' | 'broke' | 'revoked', string>
 
@@ -27,7 +30,7 @@ beforeAll(async () => {
   }))
   await store.revokeKey(ids.revoked, Date.now())
   // No retries inside the Replicate client: an upstream 503 reaches the worker at once.
-  gw = await startWorkerGateway(bus, { overrides: { tenancy: { store } }, env: { REPLICATE_MAX_RETRIES: '0' } })
+  gw = await startWorkerGateway(bus, { overrides: { tenancy: { store }, worker: { sleep: async (ms) => { backoffs.push(ms) } } }, env: { REPLICATE_MAX_RETRIES: '0' } })
   sb = backend(bus)
 })
 afterAll(async () => {
@@ -198,12 +201,14 @@ describe('the queue worker', () => {
     })
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
     const before = creates(gw).length
+    backoffs.length = 0
     try {
       await sb.send({ messageId: 'redeliver-1', body: { kind: 'text-to-image', request: { prompt: 'a stubborn lighthouse', model: 'flux-schnell' }, api_key_id: ids.basic, reply_to: { webhook: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/` } } })
       await settledOn('redeliver-1')
       expect(eventsOf(bus, 'redeliver-1')).toEqual(['delivered', 'abandon', 'delivered', 'complete'])
       expect(calls).toBe(2)
       expect(creates(gw).length - before).toBe(1)
+      expect(backoffs).toHaveLength(1)
     } finally {
       await new Promise((resolve) => hook.close(resolve))
     }
@@ -211,6 +216,7 @@ describe('the queue worker', () => {
 
   it('abandons after an upstream 503 and succeeds on the redelivery', async () => {
     const before = creates(gw).length
+    backoffs.length = 0
     gw.emulator.inject({ kind: 'status', status: 503, count: 1, method: 'POST', path: /\/predictions$/ })
     await sb.send({ messageId: 'retry-503', body: { kind: 'text-to-image', request: { prompt: 'a lighthouse after the storm', model: 'flux-schnell' }, api_key_id: ids.basic } })
     await settledOn('retry-503')
@@ -219,9 +225,14 @@ describe('the queue worker', () => {
     expect(delivered).toEqual([0, 1])
     // Two creates reached Replicate; the first was refused, so only the second is charged.
     expect(creates(gw).length - before).toBe(2)
+    // Held 1–2 s (lock renewed) before the abandon, rather than handed straight back.
+    expect(backoffs).toHaveLength(1)
+    expect(backoffs[0]).toBeGreaterThanOrEqual(1_000)
+    expect(backoffs[0]).toBeLessThanOrEqual(2_000)
   })
 
   it('dead-letters a transient failure once WORKER_MAX_DELIVERIES deliveries are used up', async () => {
+    backoffs.length = 0
     gw.emulator.inject({ kind: 'status', status: 503, count: 5, method: 'POST', path: /\/predictions$/ })
     await sb.send({ messageId: 'retry-forever', body: { kind: 'text-to-image', request: { prompt: 'a lighthouse in a long storm', model: 'flux-schnell' }, api_key_id: ids.basic } })
     await settledOn('retry-forever')
@@ -230,5 +241,24 @@ describe('the queue worker', () => {
     expect(letter?.reason).toBe('upstream_error')
     expect(letter?.description).toMatch(/Replicate answered 503\. Gave up after 5 deliveries\./)
     expect((await store.balance(ids.basic, null, Date.now())).reserved_credits).toBe(0)
+    // Exponential backoff (with jitter) between the deliveries, none after the last.
+    expect(backoffs).toHaveLength(4)
+    backoffs.forEach((ms, i) => {
+      expect(ms).toBeGreaterThanOrEqual(1_000 * 2 ** i)
+      expect(ms).toBeLessThanOrEqual(2_000 * 2 ** i)
+    })
+  })
+})
+
+describe('retry backoff', () => {
+  it('follows Retry-After when the upstream gave one, capped at a minute', () => {
+    expect(retryDelayMs(1, 7)).toBe(7_000)
+    expect(retryDelayMs(3, 600)).toBe(60_000)
+  })
+
+  it('otherwise doubles per delivery, with full jitter over its upper half, capped at a minute', () => {
+    expect([1, 2, 3, 4].map((d) => retryDelayMs(d, undefined, () => 0))).toEqual([1_000, 2_000, 4_000, 8_000])
+    expect([1, 2, 3, 4].map((d) => retryDelayMs(d, undefined, () => 1))).toEqual([2_000, 4_000, 8_000, 16_000])
+    expect(retryDelayMs(10, undefined, () => 1)).toBe(60_000)
   })
 })
