@@ -40,7 +40,8 @@ export function backend (bus: FakeServiceBus): Backend {
   return {
     send: (message) => sender.sendMessages(message),
     async receive (queue, count) {
-      const receiver = client.createReceiver(queue, { receiveMode: 'peekLock' })
+      // No lock renewal: the SDK keys it by messageId, and a reply sent twice carries the same one.
+      const receiver = client.createReceiver(queue, { receiveMode: 'peekLock', maxAutoLockRenewalDurationInMs: 0 })
       const out: ServiceBusReceivedMessage[] = []
       try {
         for (let round = 0; round < 20 && out.length < count; round++) {
