@@ -20,7 +20,7 @@ if (kind === 'emulator') {
   const body = JSON.parse(process.argv[3] ?? '{}') as unknown
   const app = Fastify({ logger: false })
   app.get('/v1/predictions/:id', async () => body)
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) })
   const address = app.server.address() as { port: number }
   console.log(`LISTENING http://127.0.0.1:${address.port}`)
 } else {

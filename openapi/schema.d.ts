@@ -329,8 +329,7 @@ export interface components {
              */
             height?: 512 | 768 | 1024 | 1536;
             /**
-             * @description How many images to make. flux-schnell and flux-dev make up to 4 in one prediction; flux-1.1-pro and flux-kontext-pro make one image per prediction, so they accept only 1. Each image is billed.
-             * @default 1
+             * @description How many images to make (default 1). flux-schnell and flux-dev make up to 4 in one prediction; flux-1.1-pro and flux-kontext-pro make one image per prediction, so they accept only 1. Each image is billed.
              * @example 1
              */
             num_outputs?: number;
@@ -391,7 +390,6 @@ export interface components {
             model: components["schemas"]["ModelId"];
             /**
              * @description How many images. Default 1.
-             * @default 1
              * @example 4
              */
             num_images?: number;
@@ -672,8 +670,40 @@ export interface components {
             title: string;
             status: number;
             detail: string;
-            /** @description Stable machine-readable code, e.g. `validation_error`, `content_policy_violation`, `rate_limited`. */
-            code: string;
+            /**
+             * @description Stable machine-readable code. New codes may be added; treat an unknown one by its `status`.
+             *
+             *     - `validation_error` (400): A field is missing, unknown or out of range; `errors` names each one.
+             *     - `url_not_allowed` (400): An `image_url` (or a redirect it leads to) points at an address the service does not fetch from: private, loopback or cloud metadata.
+             *     - `unknown_plan` (400): A plan name that does not exist.
+             *     - `bad_request` (400): A request the HTTP layer refused for another reason; `status` says which (400, 405, …).
+             *     - `unauthorized` (401): No valid API key: send `Authorization: Bearer <key>`.
+             *     - `invalid_signature` (401): A Replicate webhook whose signature does not verify.
+             *     - `insufficient_credits` (402): The key's credits cannot cover the request; `balance` says what is left.
+             *     - `model_not_in_plan` (403): The key's plan does not include the model or the kind of request.
+             *     - `signature_invalid` (403): A signed image URL that expired or was altered: read the prediction again for fresh URLs.
+             *     - `origin_not_allowed` (403): A browser origin that `CORS_ORIGINS` does not list.
+             *     - `not_found` (404): No such prediction, image or route (another key's predictions are not found either).
+             *     - `idempotency_in_flight` (409): A request with the same `Idempotency-Key` is still running; retry it.
+             *     - `payload_too_large` (413): The request body is larger than the endpoint accepts.
+             *     - `image_too_large` (413): The input image is larger than the service accepts.
+             *     - `unsupported_media_type` (415): The body is not JSON, or the input image is not a PNG, JPEG, GIF or WebP of the type it declares.
+             *     - `content_policy_violation` (422): The prompt was refused by the content policy (with `categories`), or the model flagged its output (with `prediction_id`).
+             *     - `idempotency_key_reused` (422): An `Idempotency-Key` already used with a different request.
+             *     - `rate_limited` (429): Too many requests, by this key's rate limit or Replicate's; wait `Retry-After` seconds.
+             *     - `upstream_rate_limited` (429): Replicate's create rate is used up for longer than the request may wait; wait `Retry-After` seconds.
+             *     - `internal_error` (500): An unexpected error; the log has the details under the `request_id`.
+             *     - `upstream_error` (502): Replicate failed or could not be reached; `upstream_status` gives its status when it answered.
+             *     - `prediction_failed` (502): The model failed; `prediction_id` names the prediction.
+             *     - `image_fetch_failed` (502): The input image could not be downloaded.
+             *     - `service_unavailable` (503): The service cannot serve now: shutting down, or `reason` says `replicate_token_missing` or `moderation_unavailable`.
+             *     - `upstream_auth_failed` (503): Replicate rejected the service's API token.
+             *     - `upstream_queue_full` (503): Too many creates are waiting for Replicate's rate limit; wait `Retry-After` seconds.
+             *     - `upstream_timeout` (504): Replicate did not answer in time.
+             *     - `image_fetch_timeout` (504): The input image did not download in time.
+             * @enum {string}
+             */
+            code: "validation_error" | "url_not_allowed" | "unknown_plan" | "bad_request" | "unauthorized" | "invalid_signature" | "insufficient_credits" | "model_not_in_plan" | "signature_invalid" | "origin_not_allowed" | "not_found" | "idempotency_in_flight" | "payload_too_large" | "image_too_large" | "unsupported_media_type" | "content_policy_violation" | "idempotency_key_reused" | "rate_limited" | "upstream_rate_limited" | "internal_error" | "upstream_error" | "prediction_failed" | "image_fetch_failed" | "service_unavailable" | "upstream_auth_failed" | "upstream_queue_full" | "upstream_timeout" | "image_fetch_timeout";
             request_id: string;
             errors?: components["schemas"]["FieldProblem"][];
             prediction_id?: string;
@@ -948,7 +978,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -957,7 +987,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -990,7 +1020,7 @@ export interface operations {
                     "application/json": components["schemas"]["Quote"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -999,7 +1029,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1008,7 +1038,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1017,7 +1047,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1026,7 +1056,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1073,7 +1103,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1082,7 +1112,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1091,7 +1121,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). Codes: `insufficient_credits`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1100,7 +1130,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1109,7 +1139,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            /** @description A request with the same Idempotency-Key is still running; retry it. Codes: `idempotency_in_flight`. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1118,7 +1148,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1127,7 +1157,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1136,7 +1166,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Refused by the content policy. */
+            /** @description Refused by the content policy. Codes: `content_policy_violation`, `idempotency_key_reused`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1145,7 +1175,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1154,7 +1184,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1163,7 +1193,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1172,7 +1202,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1219,7 +1249,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1228,7 +1258,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1237,7 +1267,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). */
+            /** @description The key's credit budget cannot cover this (`insufficient_credits`, with the `balance`). Codes: `insufficient_credits`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -1246,7 +1276,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1255,7 +1285,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A request with the same Idempotency-Key is still running; retry it. */
+            /** @description A request with the same Idempotency-Key is still running; retry it. Codes: `idempotency_in_flight`. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1264,7 +1294,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1273,7 +1303,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1282,7 +1312,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Refused by the content policy. */
+            /** @description Refused by the content policy. Codes: `content_policy_violation`, `idempotency_key_reused`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1291,7 +1321,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1300,7 +1330,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1309,7 +1339,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1318,7 +1348,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1369,7 +1399,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1378,7 +1408,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1387,7 +1417,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not allowed (e.g. `model_not_in_plan`). */
+            /** @description Not allowed (e.g. `model_not_in_plan`). Codes: `model_not_in_plan`, `signature_invalid`, `origin_not_allowed`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1396,7 +1426,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1435,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1446,7 +1476,7 @@ export interface operations {
                     "application/json": components["schemas"]["PredictionList"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1455,7 +1485,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1464,7 +1494,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1499,7 +1529,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1508,7 +1538,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1517,7 +1547,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1526,7 +1556,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1535,7 +1565,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1544,7 +1574,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1553,7 +1583,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1585,7 +1615,7 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1594,7 +1624,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1603,7 +1633,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1612,7 +1642,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1621,7 +1651,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate failed. */
+            /** @description Replicate failed. Codes: `upstream_error`, `prediction_failed`, `image_fetch_failed`. */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1630,7 +1660,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1639,7 +1669,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Replicate did not answer in time. */
+            /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1671,7 +1701,7 @@ export interface operations {
                     "application/json": components["schemas"]["Usage"];
                 };
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1680,7 +1710,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1689,7 +1719,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1718,7 +1748,7 @@ export interface operations {
                     "application/json": components["schemas"]["KeyInfo"];
                 };
             };
-            /** @description No valid API key: send `Authorization: Bearer <key>`. */
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1727,7 +1757,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: retry after the Retry-After header. */
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1780,7 +1810,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid request: `errors` names each bad field. */
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1798,7 +1828,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource. */
+            /** @description No such resource. Codes: `not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1807,7 +1837,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is too large. */
+            /** @description The request body is too large. Codes: `payload_too_large`, `image_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1816,7 +1846,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request body is not JSON. */
+            /** @description The request body is not JSON. Codes: `unsupported_media_type`. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1825,7 +1855,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The service cannot serve right now. */
+            /** @description The service cannot serve right now. Codes: `service_unavailable`, `upstream_auth_failed`, `upstream_queue_full`. */
             503: {
                 headers: {
                     [name: string]: unknown;

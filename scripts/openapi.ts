@@ -1,16 +1,19 @@
 /**
- * Writes the OpenAPI document generated from the route schemas to openapi/openapi.json, and the
- * TypeScript types that openapi-typescript derives from it to openapi/schema.d.ts.
- * `--check` writes nothing and fails when either file is stale.
+ * Writes the OpenAPI document generated from the route schemas to openapi/openapi.json, the
+ * TypeScript types that openapi-typescript derives from it to openapi/schema.d.ts, and the README's
+ * table of error codes from the catalog the document's `Problem.code` enum comes from.
+ * `--check` writes nothing and fails when any of them is stale.
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import openapiTS, { astToString } from 'openapi-typescript'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
+import { errorCodeTable } from '../src/error-codes.ts'
 
 const check = process.argv.includes('--check')
 const jsonPath = new URL('../openapi/openapi.json', import.meta.url)
 const typesPath = new URL('../openapi/schema.d.ts', import.meta.url)
+const readmePath = new URL('../README.md', import.meta.url)
 
 // A placeholder token keeps the emulator from starting: generating the document needs no upstream.
 const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', REPLICATE_API_TOKEN: 'placeholder-for-openapi-generation' })
@@ -26,6 +29,14 @@ const types = header + astToString(await openapiTS(JSON.parse(json), {
   defaultNonNullable: false
 }))
 
+const START = '<!-- error-codes:start -->'
+const END = '<!-- error-codes:end -->'
+const readmeNow = await readFile(readmePath, 'utf8')
+const [before, rest] = readmeNow.split(START)
+const after = rest?.split(END)[1]
+if (before === undefined || after === undefined) throw new Error(`README.md needs the markers ${START} and ${END}`)
+const readme = `${before}${START}\n${errorCodeTable()}\n${END}${after}`
+
 async function current (path: URL): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8')
@@ -35,7 +46,7 @@ async function current (path: URL): Promise<string | undefined> {
 }
 
 if (check) {
-  const stale = [[jsonPath, json], [typesPath, types]]
+  const stale = [[jsonPath, json], [typesPath, types], [readmePath, readme]]
   const problems: string[] = []
   for (const [path, text] of stale as [URL, string][]) {
     if ((await current(path)) !== text) problems.push(path.pathname.split('/').slice(-2).join('/'))
@@ -44,9 +55,10 @@ if (check) {
     console.error(`Stale: ${problems.join(', ')}. Run \`npm run openapi\` and commit the result.`)
     process.exit(1)
   }
-  console.log('openapi/ is up to date with the routes.')
+  console.log('openapi/ and the README\'s error codes are up to date with the routes.')
 } else {
   await writeFile(jsonPath, json)
   await writeFile(typesPath, types)
-  console.log('Wrote openapi/openapi.json and openapi/schema.d.ts')
+  await writeFile(readmePath, readme)
+  console.log('Wrote openapi/openapi.json, openapi/schema.d.ts and the README\'s error codes')
 }

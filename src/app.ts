@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
 import { buildValidatorCompiler } from './validation.ts'
+import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
 import type { SafeFetcherOptions, SafePosterOptions } from './net/safe-fetch.ts'
@@ -36,7 +37,7 @@ export interface AppOverrides {
   /** Tenancy seams: a ready store or image storage, and tracker timings. */
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
-  auth?: { keysRecheckMs?: number }
+  auth?: { keysRecheckMs?: number, keyCacheMs?: number }
   /**
    * The queue worker's reply webhooks (e.g. `allowAddresses` and `http:` for a loopback test receiver), and how it
    * waits out a retry backoff (a recording sleep).
@@ -51,6 +52,13 @@ export interface AppOptions {
   routes?: 'all' | 'probes'
 }
 
+const LOUD_LEVELS = new Set(['debug', 'trace'])
+
+/** A signed image URL is a credential for as long as it lasts: its signature stays out of the log. */
+function withoutSignature (url: string): string {
+  return url.includes('sig=') ? url.replace(/([?&]sig=)[^&]*/g, '$1[redacted]') : url
+}
+
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
 export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {
   return {
@@ -58,8 +66,14 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
       level: config.LOG_LEVEL,
       ...(logStream ? { stream: logStream } : {}),
       serializers: {
-        // Headers are logged for tracing; the redaction below keeps credentials out of them.
-        req: (req) => ({ method: req.method, url: req.url, headers: { ...req.headers }, remoteAddress: req.ip })
+        // What pino's default says of a request; the headers only at debug, where the redaction below keeps
+        // credentials out of them.
+        req: (req) => ({
+          method: req.method,
+          url: withoutSignature(req.url),
+          remoteAddress: req.ip,
+          ...(LOUD_LEVELS.has(config.LOG_LEVEL) ? { headers: { ...req.headers } } : {})
+        })
       },
       // Secrets never reach the log, whatever a caller or upstream puts where.
       redact: {
@@ -85,7 +99,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     },
     // Off, so genReqId always runs: with a header name Fastify would take the caller's value as it is.
     requestIdHeader: false,
-    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // One line per request, written when it ends (plugins/app/http.ts), instead of Fastify's two.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     genReqId: (req) => requestIdFor(req.headers),
     bodyLimit: config.BODY_LIMIT_BYTES,
     connectionTimeout: 0,
@@ -95,7 +110,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     return503OnClosing: false,
     schemaController: {
       compilersFactory: {
-        buildValidator: buildValidatorCompiler
+        buildValidator: buildValidatorCompiler,
+        buildSerializer: buildSerializerCompiler
       }
     },
     ajv: { customOptions: { allErrors: true } }

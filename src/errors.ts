@@ -1,6 +1,9 @@
+import { ERROR_CODES } from './error-codes.ts'
+import type { ErrorCode } from './error-codes.ts'
+
 /**
  * Coded errors. Every failure the service can report is a subclass of AppError with a stable
- * `code` and an HTTP `statusCode`; one error handler turns them into application/problem+json.
+ * `code` from the catalog in error-codes.ts, which also gives its HTTP `statusCode`; one error handler turns them into application/problem+json.
  */
 export interface FieldProblem {
   /** The request field, as a JSON pointer-ish dotted path (`body.width`, `query.wait`). */
@@ -9,16 +12,16 @@ export interface FieldProblem {
 }
 
 export class AppError extends Error {
-  readonly code: string
+  readonly code: ErrorCode
   readonly statusCode: number
   /** Extra members for the problem document (never internals). */
   readonly extra: Record<string, unknown>
 
-  constructor (code: string, statusCode: number, message: string, extra: Record<string, unknown> = {}, options?: ErrorOptions) {
+  constructor (code: ErrorCode, message: string, extra: Record<string, unknown> = {}, options?: ErrorOptions) {
     super(message, options)
     this.name = new.target.name
     this.code = code
-    this.statusCode = statusCode
+    this.statusCode = ERROR_CODES[code].status
     this.extra = extra
   }
 }
@@ -26,7 +29,7 @@ export class AppError extends Error {
 export class ValidationError extends AppError {
   readonly errors: FieldProblem[]
   constructor (errors: FieldProblem[], message = 'The request has invalid fields.') {
-    super('validation_error', 400, message, { errors })
+    super('validation_error', message, { errors })
     this.errors = errors
   }
 }

@@ -1,4 +1,6 @@
 import { AppError } from './errors.ts'
+import { ERROR_CODES } from './error-codes.ts'
+import type { ErrorCode } from './error-codes.ts'
 import type { FieldProblem } from './errors.ts'
 import {
   ContentSafetyError,
@@ -20,7 +22,7 @@ export interface Problem {
   title: string
   status: number
   detail: string
-  code: string
+  code: ErrorCode
   request_id: string
   errors?: FieldProblem[]
   [k: string]: unknown
@@ -51,11 +53,16 @@ const TITLES: Record<number, string> = {
   504: 'Gateway Timeout'
 }
 
-export function problemType (code: string): string {
+export function problemType (code: ErrorCode): string {
   return `urn:flux-gateway:problem:${code}`
 }
 
-function problem (status: number, code: string, detail: string, requestId: string, extra: Record<string, unknown> = {}): Problem {
+function answer (body: Problem, headers: Record<string, string> = {}): ProblemResponse {
+  return { status: body.status, headers, body }
+}
+
+/** A problem document; its status is the catalog's for the code (only `bad_request` passes the framework's own). */
+function problem (code: ErrorCode, detail: string, requestId: string, extra: Record<string, unknown> = {}, status: number = ERROR_CODES[code].status): Problem {
   return { type: problemType(code), title: TITLES[status] ?? 'Error', status, detail, code, request_id: requestId, ...extra }
 }
 
@@ -63,19 +70,19 @@ function problem (status: number, code: string, detail: string, requestId: strin
 function fastifyProblem (err: { code?: string, statusCode?: number, message: string }, requestId: string): ProblemResponse | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, headers: {}, body: problem(413, 'payload_too_large', 'The request body is larger than this endpoint accepts.', requestId) }
+      return answer(problem('payload_too_large', 'The request body is larger than this endpoint accepts.', requestId))
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, headers: {}, body: problem(415, 'unsupported_media_type', 'Send the request body as application/json.', requestId) }
+      return answer(problem('unsupported_media_type', 'Send the request body as application/json.', requestId))
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is empty.', requestId, { errors: [{ field: 'body', message: 'must be a JSON object' }] }) }
+      return answer(problem('validation_error', 'The request body is empty.', requestId, { errors: [{ field: 'body', message: 'must be a JSON object' }] }))
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }) }
+      return answer(problem('validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }))
     default:
       break
   }
   if (err instanceof SyntaxError && (err as { statusCode?: number }).statusCode === 400) {
-    return { status: 400, headers: {}, body: problem(400, 'validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }) }
+    return answer(problem('validation_error', 'The request body is not valid JSON.', requestId, { errors: [{ field: 'body', message: 'is not valid JSON' }] }))
   }
   return undefined
 }
@@ -90,38 +97,30 @@ export function toProblem (err: unknown, requestId: string): ProblemResponse {
     const extra = typeof field === 'string' && err.extra.errors === undefined
       ? { ...err.extra, errors: [{ field, message: err.message }] }
       : err.extra
-    return { status: err.statusCode, headers, body: problem(err.statusCode, err.code, err.message, requestId, extra) }
+    return answer(problem(err.code, err.message, requestId, extra), headers)
   }
   if (err instanceof ContentSafetyError) {
-    return {
-      status: 422,
-      headers: {},
-      body: problem(422, 'content_policy_violation', 'The model flagged the generated content as unsafe.', requestId, { prediction_id: err.predictionId })
-    }
+    return answer(problem('content_policy_violation', 'The model flagged the generated content as unsafe.', requestId, { prediction_id: err.predictionId }))
   }
   if (err instanceof PredictionFailedError) {
-    return { status: 502, headers: {}, body: problem(502, 'prediction_failed', `The model failed: ${err.message}`, requestId, { prediction_id: err.predictionId }) }
+    return answer(problem('prediction_failed', `The model failed: ${err.message}`, requestId, { prediction_id: err.predictionId }))
   }
   if (err instanceof ReplicateRateLimitError) {
     const seconds = Math.max(1, err.retryAfterSeconds)
-    return {
-      status: 429,
-      headers: { 'retry-after': String(seconds) },
-      body: problem(429, 'rate_limited', 'Replicate is rate limiting this service; try again later.', requestId, { retry_after: seconds })
-    }
+    return answer(problem('rate_limited', 'Replicate is rate limiting this service; try again later.', requestId, { retry_after: seconds }), { 'retry-after': String(seconds) })
   }
   if (err instanceof ReplicateAuthError) {
-    return { status: 503, headers: {}, body: problem(503, 'upstream_auth_failed', 'Replicate rejected the service\'s API token.', requestId) }
+    return answer(problem('upstream_auth_failed', 'Replicate rejected the service\'s API token.', requestId))
   }
   if (err instanceof ReplicateApiError) {
-    if (err.status === 404) return { status: 404, headers: {}, body: problem(404, 'not_found', 'No such prediction.', requestId) }
-    return { status: 502, headers: {}, body: problem(502, 'upstream_error', `Replicate answered ${err.status}.`, requestId, { upstream_status: err.status }) }
+    if (err.status === 404) return answer(problem('not_found', 'No such prediction.', requestId))
+    return answer(problem('upstream_error', `Replicate answered ${err.status}.`, requestId, { upstream_status: err.status }))
   }
   if (err instanceof ReplicateTimeoutError) {
-    return { status: 504, headers: {}, body: problem(504, 'upstream_timeout', 'Replicate did not answer in time.', requestId, err.predictionId ? { prediction_id: err.predictionId } : {}) }
+    return answer(problem('upstream_timeout', 'Replicate did not answer in time.', requestId, err.predictionId ? { prediction_id: err.predictionId } : {}))
   }
   if (err instanceof ReplicateNetworkError) {
-    return { status: 502, headers: {}, body: problem(502, 'upstream_error', 'Replicate could not be reached.', requestId) }
+    return answer(problem('upstream_error', 'Replicate could not be reached.', requestId))
   }
   const fe = err as { code?: string, statusCode?: number, message: string }
   if (err instanceof Error) {
@@ -129,10 +128,10 @@ export function toProblem (err: unknown, requestId: string): ProblemResponse {
     if (mapped) return mapped
     // Other framework errors with a 4xx status are safe to describe; anything else is internal.
     if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-      return { status: fe.statusCode, headers: {}, body: problem(fe.statusCode, 'bad_request', fe.message, requestId) }
+      return answer(problem('bad_request', fe.message, requestId, {}, fe.statusCode))
     }
   }
-  return { status: 500, headers: {}, body: problem(500, 'internal_error', 'An unexpected error occurred.', requestId) }
+  return answer(problem('internal_error', 'An unexpected error occurred.', requestId))
 }
 
 /** One Ajv error, as Fastify hands it over (with `verbose`, also the schema it failed). */

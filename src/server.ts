@@ -3,6 +3,7 @@ import { buildApp } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { watchParent } from './parent-watch.ts'
 import { loadEnvFile } from './env-file.ts'
+import { consoleLogStream } from './log-stream.ts'
 
 /** Process entry: read the config, build the app, listen, and shut down gracefully on SIGTERM/SIGINT. */
 async function main (): Promise<void> {
@@ -19,7 +20,7 @@ async function main (): Promise<void> {
     }
     throw err
   }
-  const app = await buildApp({ config })
+  const app = await buildApp({ config }, await consoleLogStream({ isTTY: process.stdout.isTTY, nodeEnv: config.NODE_ENV }))
   if (envFile !== undefined) app.log.info({ envFile }, 'settings read from .env (the environment wins)')
   // A queue worker may take the grace after the HTTP requests, and then abandon what is left.
   closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_DRAIN_DELAY_MS + (config.WORKER === 'on' ? 15_000 : 0) }, async ({ signal, err }) => {

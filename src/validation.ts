@@ -1,5 +1,5 @@
 import { Ajv } from 'ajv'
-import type { AnySchema } from 'ajv'
+import type { AnySchema, ValidateFunction } from 'ajv'
 import formats from 'ajv-formats'
 
 /**
@@ -17,8 +17,29 @@ export function buildValidatorCompiler (externalSchemas: Record<string, unknown>
     for (const schema of Object.values(externalSchemas)) ajv.addSchema(schema as AnySchema)
     return ajv
   }
-  const strict = make(false)
-  const coercing = make('array')
-  return ({ schema, httpPart }: { schema: unknown, httpPart?: string }) =>
-    (httpPart === 'body' ? strict : coercing).compile(schema as AnySchema)
+  // Made on first use, and each schema compiled when a request first needs it: compiling every route's schemas
+  // up front was most of the time to start, and many routes are never called by a given deployment.
+  let strict: Ajv | undefined
+  let coercing: Ajv | undefined
+  const compiled = new Map<string, ValidateFunction>()
+  return ({ schema, httpPart }: { schema: unknown, httpPart?: string }) => {
+    const body = httpPart === 'body'
+    const key = `${body ? 'body' : 'text'}:${JSON.stringify(schema)}`
+    let validate: ValidateFunction | undefined
+    const get = (): ValidateFunction => {
+      if (validate) return validate
+      validate = compiled.get(key)
+      if (!validate) {
+        const ajv = body ? (strict ??= make(false)) : (coercing ??= make('array'))
+        validate = ajv.compile(schema as AnySchema)
+        compiled.set(key, validate)
+      }
+      return validate
+    }
+    // Fastify reads `errors` off the function after a failed call, as Ajv's own validators carry them.
+    const lazy = (data: unknown): boolean => get()(data) as boolean
+    Object.defineProperty(lazy, 'errors', { get: () => get().errors })
+    // Typed as Ajv's validator for Fastify's types; Fastify only calls it and reads `errors`.
+    return lazy as unknown as ValidateFunction
+  }
 }

@@ -4,7 +4,8 @@ import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
 import { resolvePlan } from '../../src/models/catalog.ts'
 import { toProblem } from '../../src/problems.ts'
-import { verifyApiKey } from '../../src/tenancy/keys.ts'
+import { createKeyVerifier } from '../../src/tenancy/key-cache.ts'
+import { createKeyRateLimiter } from '../../src/tenancy/key-rate-limiter.ts'
 import { ANONYMOUS_ID, tenantOf } from '../../src/tenancy/tenant.ts'
 import type { Tenant } from '../../src/tenancy/tenant.ts'
 
@@ -67,6 +68,8 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   else fastify.log.warn({ auth: 'off' }, OFF_WARNING)
 
   fastify.decorateRequest('tenant', null as unknown as Tenant)
+  const keys = createKeyVerifier(store, { ttlMs: opts.overrides?.auth?.keyCacheMs })
+  const limiter = createKeyRateLimiter(store)
 
   fastify.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url
@@ -79,15 +82,15 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     const header = request.headers.authorization
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
     const challenge = { 'www-authenticate': 'Bearer realm="flux-gateway"' }
-    if (!match) return send(request, reply, new AppError('unauthorized', 401, 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
-    const key = await verifyApiKey(store, match[1]!)
-    if (!key) return send(request, reply, new AppError('unauthorized', 401, 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
+    if (!match) return send(request, reply, new AppError('unauthorized', 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
+    const key = await keys.verify(match[1]!)
+    if (!key) return send(request, reply, new AppError('unauthorized', 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
     request.tenant = tenantOf(key)
     request.log = request.log.child({ key_id: key.id })
     const limit = key.rateLimitPerMinute
     if (limit === null) return
     // GCRA with a bucket of one minute's requests: bursts up to the limit, then one per 60/limit s.
-    const take = await store.rateTake(`key:${key.id}`, { perMinute: limit, burst: limit, maxWaitMs: 0 }, Date.now())
+    const take = await limiter.take(`key:${key.id}`, { perMinute: limit, burst: limit, maxWaitMs: 0 }, Date.now())
     reply.headers({
       'ratelimit-policy': `${limit};w=60`,
       'ratelimit-limit': String(limit),
@@ -96,7 +99,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     })
     if (!take.allowed) {
       const seconds = Math.max(1, Math.ceil(take.retryAfterMs / 1000))
-      return send(request, reply, new AppError('rate_limited', 429, `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
+      return send(request, reply, new AppError('rate_limited', `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
     }
   })
   // Registered after cors (a dependency), so a refused request still carries the CORS headers a page needs to read it.

@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 import { fieldProblems, toProblem } from '../../src/problems.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
 import { ClientDisconnectedError } from '../../src/http-signal.ts'
+import { drainRefusedBody } from '../../src/drain-refused-body.ts'
 
 /**
  * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
@@ -15,9 +16,19 @@ export default fp(async function http (fastify: FastifyInstance) {
     // as a problem document, and the connection is not kept.
     // Probes still answer for themselves (readiness says 503 with its checks).
     if (fastify.lifecycle.closing && !request.url.startsWith('/health')) {
-      const { status, body } = toProblem(new AppError('service_unavailable', 503, 'The service is shutting down; retry on another instance.'), String(request.id))
+      const { status, body } = toProblem(new AppError('service_unavailable', 'The service is shutting down; retry on another instance.'), String(request.id))
       return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
     }
+  })
+
+  // One line per request, when it ends, with what it was and how it went: half the logging of Fastify's pair of
+  // lines on every request. At debug the start of each request is logged too, for requests that never end.
+  // Each route's logLevel applies (probes log at warn, so they stay out of the info log).
+  fastify.addHook('onRequest', async (request) => {
+    if (request.log.level === 'debug' || request.log.level === 'trace') request.log.debug({ req: request }, 'incoming request')
+  })
+  fastify.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: request, res: reply, responseTime: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed')
   })
 
   // A response finished during shutdown also ends its connection, so close() is not held up by
@@ -39,6 +50,12 @@ export default fp(async function http (fastify: FastifyInstance) {
     const { status, headers, body } = toProblem(err, String(request.id))
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ code: body.code, status }, 'request refused')
+    if (body.code === 'payload_too_large') {
+      // Fastify asks for Connection: close, and Node would then close before the rest of the body is read, which
+      // resets the connection under a client still writing: it would never read this answer. Read it out first.
+      reply.removeHeader('connection')
+      drainRefusedBody(request.raw, reply.raw)
+    }
     return reply.code(status).headers(headers).type('application/problem+json').send(body)
   })
 

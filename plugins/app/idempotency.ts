@@ -32,16 +32,16 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
     const given = request.headers['idempotency-key']
     if (given === undefined) return
     if (typeof given !== 'string' || !IDEMPOTENCY_KEY.test(given)) {
-      throw new AppError('validation_error', 400, 'Idempotency-Key must be 1-255 visible ASCII characters.', { errors: [{ field: 'header.idempotency-key', message: 'must be 1-255 visible ASCII characters' }] })
+      throw new AppError('validation_error', 'Idempotency-Key must be 1-255 visible ASCII characters.', { errors: [{ field: 'header.idempotency-key', message: 'must be 1-255 visible ASCII characters' }] })
     }
     const scope = idempotencyScope(request.tenant.id, `${request.method} ${request.routeOptions.url}`, given)
     const fingerprint = sha256(canonicalJson(request.body))
     const begun = await store.idempotencyBegin(scope, fingerprint, { lockMs: IDEMPOTENCY_LOCK_MS, ttlMs, now: Date.now() })
     if (begun.state === 'mismatch') {
-      throw new AppError('idempotency_key_reused', 422, 'This Idempotency-Key was used with a different request body.')
+      throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request body.')
     }
     if (begun.state === 'in_flight') {
-      throw new AppError('idempotency_in_flight', 409, 'A request with this Idempotency-Key is still running; retry to get its response.', { retry_after: 1 })
+      throw new AppError('idempotency_in_flight', 'A request with this Idempotency-Key is still running; retry to get its response.', { retry_after: 1 })
     }
     if (begun.state === 'completed') {
       const { status, headers, body } = begun.response

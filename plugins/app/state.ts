@@ -1,7 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
-import { createRedisStore } from '../../src/stores/redis.ts'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import type { StateStore } from '../../src/stores/types.ts'
 
@@ -15,8 +14,9 @@ declare module 'fastify' {
 export default fp(async function state (fastify: FastifyInstance, opts: AppOptions) {
   const { config } = opts
   const given = opts.overrides?.tenancy?.store
+  // ioredis is loaded only where Redis is configured.
   const store = given ?? (config.REDIS_URL
-    ? createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
+    ? (await import('../../src/stores/redis.ts')).createRedisStore({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX })
     : createSqliteStore({ path: config.STATE_SQLITE_PATH }))
   await store.ping()
   fastify.log.info({ store: store.kind, ...(store.kind === 'sqlite' ? { path: config.STATE_SQLITE_PATH } : {}) }, 'state store ready')

@@ -49,15 +49,15 @@ const webhooks: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) =>
     },
     preValidation: async (request) => {
       const receiver = fastify.webhookReceiver
-      if (!receiver) throw new AppError('not_found', 404, 'Replicate webhooks are off (REPLICATE_WEBHOOKS).')
+      if (!receiver) throw new AppError('not_found', 'Replicate webhooks are off (REPLICATE_WEBHOOKS).')
       const verdict = await receiver.verify(request.headers, rawBodies.get(request) ?? '')
       if (verdict.ok) return
       request.log.warn({ reason: verdict.reason, webhook_id: request.headers['webhook-id'] }, 'webhook refused')
-      throw new AppError('invalid_signature', 401, 'The webhook signature is missing or wrong, or its timestamp is stale.')
+      throw new AppError('invalid_signature', 'The webhook signature is missing or wrong, or its timestamp is stale.')
     }
   }, async (request, reply) => {
     const receiver = fastify.webhookReceiver
-    if (!receiver) throw new AppError('not_found', 404, 'Replicate webhooks are off (REPLICATE_WEBHOOKS).')
+    if (!receiver) throw new AppError('not_found', 'Replicate webhooks are off (REPLICATE_WEBHOOKS).')
     // The signature vouches that this is Replicate's prediction object.
     const prediction = request.body as unknown as Prediction
     const outcome = await receiver.accept(String(request.headers['webhook-id']), prediction)

@@ -236,7 +236,7 @@ export function quote (model: string, numImages = 1): Quote {
 
 export class UnknownPlanError extends AppError {
   constructor (plan: unknown) {
-    super('unknown_plan', 400, `Unknown plan ${JSON.stringify(plan)}; plans are ${PLAN_NAMES.join(', ')}.`, {
+    super('unknown_plan', `Unknown plan ${JSON.stringify(plan)}; plans are ${PLAN_NAMES.join(', ')}.`, {
       plan,
       plans: [...PLAN_NAMES]
     })
@@ -246,7 +246,7 @@ export class UnknownPlanError extends AppError {
 /** The plan does not include a model or a capability. 403: the request is well-formed, the plan does not allow it. */
 export class NotInPlanError extends AppError {
   constructor (message: string, extra: Record<string, unknown>) {
-    super('model_not_in_plan', 403, message, extra)
+    super('model_not_in_plan', message, extra)
   }
 }
 

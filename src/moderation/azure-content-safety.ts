@@ -1,7 +1,7 @@
 import { AzureKeyCredential } from '@azure/core-auth'
 import type { TokenCredential } from '@azure/core-auth'
 import type { ContentSafetyClient } from '@azure-rest/ai-content-safety'
-import sharp from 'sharp'
+import { loadSharp } from '../lazy-sharp.ts'
 import { AppError } from '../errors.ts'
 import { failureReason, statusReason } from '../vault/failure.ts'
 import type { AzureClientOptions } from '../vault/key-vault-source.ts'
@@ -33,7 +33,7 @@ export type ModerationFailureMode = 'closed' | 'open'
 
 export class ModerationUnavailableError extends AppError {
   constructor () {
-    super('service_unavailable', 503, 'Content moderation is unavailable at the moment, so the request was not run. Try again shortly.', {
+    super('service_unavailable', 'Content moderation is unavailable at the moment, so the request was not run. Try again shortly.', {
       reason: 'moderation_unavailable',
       retry_after: 5
     })
@@ -98,6 +98,7 @@ const noopLog: ModeratorLogger = { warn: () => {}, error: () => {} }
  * otherwise scaled into those bounds and sent as JPEG.
  */
 export async function imageForAnalysis (image: Buffer): Promise<Buffer> {
+  const sharp = await loadSharp()
   const meta = await sharp(image).metadata()
   const width = meta.width ?? 0
   const height = meta.height ?? 0

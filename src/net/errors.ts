@@ -8,19 +8,19 @@ import { AppError } from '../errors.ts'
 
 export class UrlNotAllowedError extends AppError {
   constructor (message: string, extra: { field?: string } = {}, options?: ErrorOptions) {
-    super('url_not_allowed', 400, message, extra, options)
+    super('url_not_allowed', message, extra, options)
   }
 }
 
 export class ImageTooLargeError extends AppError {
   constructor (maxBytes: number, extra: { field?: string } = {}) {
-    super('image_too_large', 413, `The image is larger than ${maxBytes} bytes.`, { ...extra, maxBytes })
+    super('image_too_large', `The image is larger than ${maxBytes} bytes.`, { ...extra, maxBytes })
   }
 }
 
 export class UnsupportedMediaTypeError extends AppError {
   constructor (allowedTypes: readonly string[], extra: { field?: string } = {}, message = `The image must be one of: ${allowedTypes.join(', ')}.`) {
-    super('unsupported_media_type', 415, message, { ...extra, allowedTypes: [...allowedTypes] })
+    super('unsupported_media_type', message, { ...extra, allowedTypes: [...allowedTypes] })
   }
 }
 
@@ -50,12 +50,12 @@ export type ImageFetchFailure = 'network' | 'status' | 'redirect'
  */
 export class ImageFetchFailedError extends AppError {
   constructor (reason: ImageFetchFailure, message: string, extra: { upstreamStatus?: number } = {}, options?: ErrorOptions) {
-    super('image_fetch_failed', 502, message, { ...extra, reason }, options)
+    super('image_fetch_failed', message, { ...extra, reason }, options)
   }
 }
 
 export class ImageFetchTimeoutError extends AppError {
   constructor (timeoutMs: number) {
-    super('image_fetch_timeout', 504, `The image was not fetched within ${timeoutMs} ms.`, { timeoutMs })
+    super('image_fetch_timeout', `The image was not fetched within ${timeoutMs} ms.`, { timeoutMs })
   }
 }

@@ -1,4 +1,4 @@
-import sharp from 'sharp'
+import { loadSharp } from '../lazy-sharp.ts'
 import { ValidationError } from '../errors.ts'
 import { ImageTooLargeError, ImageTypeMismatchError, UnsupportedMediaTypeError, UrlNotAllowedError } from './errors.ts'
 import { imageTypeList, normaliseMediaType, sniffImageType } from './image-type.ts'
@@ -94,6 +94,7 @@ export async function measureImage (bytes: Buffer, limits: Pick<ImageInputLimits
   const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS
   let width: number
   let height: number
+  const sharp = await loadSharp()
   try {
     const metadata = await sharp(bytes, { limitInputPixels: false }).metadata()
     width = metadata.width

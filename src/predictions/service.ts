@@ -137,7 +137,7 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
     const blocklists = blocklistsOf(verdict)
     // The prompt itself is never logged: only which rules matched.
     log.warn({ categories: verdict.categories, provider: verdict.provider, ...(blocklists.length > 0 ? { blocklists } : {}) }, 'prompt refused by the content policy')
-    throw new AppError('content_policy_violation', 422, 'The prompt was refused by the content policy.', {
+    throw new AppError('content_policy_violation', 'The prompt was refused by the content policy.', {
       categories: verdict.categories,
       ...(blocklists.length > 0 ? { blocklist_match: true } : {})
     })
@@ -148,7 +148,7 @@ export function createPredictionService (opts: PredictionServiceOptions): Predic
     const verdict = await opts.imageModeration.checkImage(image.bytes, { signal })
     if (verdict.allowed) return
     log.warn({ categories: verdict.categories, provider: verdict.provider }, 'input image refused by the content policy')
-    throw new AppError('content_policy_violation', 422, 'The input image was refused by the content policy.', { categories: verdict.categories, field: 'image_url' })
+    throw new AppError('content_policy_violation', 'The input image was refused by the content policy.', { categories: verdict.categories, field: 'image_url' })
   }
 
   async function submit (modelId: string, replicateModel: string, input: Record<string, unknown>, meta: Pick<PredictionRecord, 'creditsPerImage' | 'numImages' | 'warnings'>, o: CreateOptions): Promise<CreateResult> {

@@ -1,4 +1,6 @@
 import { Type } from '@sinclair/typebox'
+import { ERROR_CODE_NAMES, ERROR_CODES } from '../error-codes.ts'
+import type { ErrorCode } from '../error-codes.ts'
 import { WarningSchema } from './generation.ts'
 import type { SchemaOptions, Static, TSchema, TUnsafe } from '@sinclair/typebox'
 
@@ -20,7 +22,11 @@ export const ProblemSchema = Type.Object({
   title: Type.String(),
   status: Type.Integer(),
   detail: Type.String(),
-  code: Type.String({ description: 'Stable machine-readable code, e.g. `validation_error`, `content_policy_violation`, `rate_limited`.' }),
+  code: Type.Unsafe<ErrorCode>(Type.String({
+    enum: ERROR_CODE_NAMES,
+    description: 'Stable machine-readable code. New codes may be added; treat an unknown one by its `status`.\n\n' +
+      ERROR_CODE_NAMES.map((c) => `- \`${c}\` (${ERROR_CODES[c].status}): ${ERROR_CODES[c].description}`).join('\n')
+  })),
   request_id: Type.String(),
   errors: Type.Optional(Type.Array(refTo(FieldProblemSchema))),
   prediction_id: Type.Optional(Type.String()),
@@ -87,10 +93,12 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   504: 'Replicate did not answer in time.'
 }
 
+const codesFor = (status: number): string => ERROR_CODE_NAMES.filter((c) => ERROR_CODES[c].status === status).map((c) => `\`${c}\``).join(', ')
+
 /** Response entries for the problem statuses a route can answer, as application/problem+json. */
 export const problemResponses = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((s) => [s, {
-    description: PROBLEM_DESCRIPTIONS[s] ?? 'Problem.',
+    description: `${PROBLEM_DESCRIPTIONS[s] ?? 'Problem.'} Codes: ${codesFor(s)}.`,
     content: { 'application/problem+json': { schema: refTo(ProblemSchema) } }
   }]))
 

@@ -143,8 +143,9 @@ export const TextToImageRequestSchema = Type.Object({
   num_outputs: Type.Optional(Type.Integer({
     minimum: 1,
     maximum: GENERATION_LIMITS.maxOutputs,
-    default: 1,
-    description: 'How many images to make. flux-schnell and flux-dev make up to 4 in one prediction; ' +
+    // No `default` keyword, here or on any request field: openapi-typescript with its default flags makes a
+    // component's defaulted field required, so the obvious call would not compile. The service applies the default.
+    description: 'How many images to make (default 1). flux-schnell and flux-dev make up to 4 in one prediction; ' +
       'flux-1.1-pro and flux-kontext-pro make one image per prediction, so they accept only 1. Each image is billed.',
     examples: [1]
   })),
@@ -206,7 +207,6 @@ export const QuoteRequestSchema = Type.Object({
   num_images: Type.Optional(Type.Integer({
     minimum: 1,
     maximum: MAX_IMAGES_PER_REQUEST,
-    default: 1,
     description: 'How many images. Default 1.',
     examples: [4]
   }))

@@ -1,8 +1,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
-import { BlobServiceClient, isRestError } from '@azure/storage-blob'
-import type { BlobDownloadResponseParsed } from '@azure/storage-blob'
+import type { BlobDownloadResponseParsed, BlobServiceClient } from '@azure/storage-blob'
+import { isRestError } from '../vault/failure.ts'
 
 /**
  * Where kept images live: a local directory by default, Azure Blob Storage when configured. Keys are
@@ -57,6 +57,8 @@ export interface AzureBlobStorageOptions {
 }
 
 export async function createAzureBlobImageStorage (o: AzureBlobStorageOptions): Promise<ImageStorage> {
+  // The Blob SDK is loaded only where Blob storage is configured (it was the heaviest import of start-up).
+  const { BlobServiceClient } = await import('@azure/storage-blob')
   let service: BlobServiceClient
   if (o.connectionString) {
     service = BlobServiceClient.fromConnectionString(o.connectionString)

@@ -77,7 +77,7 @@ export async function imageUrlSecret (configured: string | undefined, store: Sta
 
 export class SignatureInvalidError extends AppError {
   constructor (why: 'expired' | 'invalid') {
-    super('signature_invalid', 403, why === 'expired'
+    super('signature_invalid', why === 'expired'
       ? 'This image URL has expired: read the prediction again for a fresh one.'
       : 'This image URL\'s signature does not match: use the URL exactly as the API gave it.', { reason: why })
   }

@@ -51,12 +51,3 @@ export async function createApiKey (store: StateStore, o: NewKeyOptions): Promis
   await store.insertKey(record)
   return { key: `fgw_${id}_${secret}`, record }
 }
-
-/** The active key record a bearer token names, or undefined. */
-export async function verifyApiKey (store: StateStore, token: string): Promise<ApiKeyRecord | undefined> {
-  const parsed = parseKey(token)
-  if (!parsed) return undefined
-  const record = await store.getKey(parsed.id)
-  if (!record || record.revokedAt !== null) return undefined
-  return secretMatches(record, parsed.secret) ? record : undefined
-}

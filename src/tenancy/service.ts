@@ -26,6 +26,7 @@ import type { Tenant } from './tenant.ts'
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'aborted'])
 const DAY_MS = 86_400_000
 const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' }
+const FINALS_KEPT = 10_000
 
 export interface TenantServiceOptions {
   inner: PredictionService
@@ -94,7 +95,7 @@ export interface TenantService {
 
 export class InsufficientCreditsError extends AppError {
   constructor (required: number, balance: Balance) {
-    super('insufficient_credits', 402, `This needs ${required} credits; ${balance.remaining_credits ?? 0} remain in the key's ${balance.period === 'month' ? 'monthly' : 'total'} budget.`, {
+    super('insufficient_credits', `This needs ${required} credits; ${balance.remaining_credits ?? 0} remain in the key's ${balance.period === 'month' ? 'monthly' : 'total'} budget.`, {
       required_credits: required,
       balance
     })
@@ -102,7 +103,7 @@ export class InsufficientCreditsError extends AppError {
 }
 
 function notFound (): AppError {
-  return new AppError('not_found', 404, 'No such prediction.')
+  return new AppError('not_found', 'No such prediction.')
 }
 
 export function imageUrl (baseUrl: string, id: string, index: number): string {
@@ -132,8 +133,16 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     }
   }
 
+  // A finalized prediction never changes again: once read it is kept here (the most recent ones, bounded), so a
+  // status GET of a finished prediction reads nothing from the store. Safe across instances for the same reason.
+  const finals = new Map<string, PredictionEntry>()
+  function rememberFinal (entry: PredictionEntry): void {
+    if (finals.size >= FINALS_KEPT) finals.delete(finals.keys().next().value!)
+    finals.set(entry.id, entry)
+  }
+
   async function owned (tenant: Tenant, id: string): Promise<PredictionEntry | undefined> {
-    const entry = await store.getPrediction(id)
+    const entry = finals.get(id) ?? await store.getPrediction(id)
     // Another key's prediction is indistinguishable from a missing one.
     if (entry && !tenant.anonymous && entry.owner !== tenant.id) throw notFound()
     if (!entry && !tenant.anonymous) throw notFound()
@@ -207,6 +216,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
 
   async function presentFinal (entry: PredictionEntry, baseUrl: string): Promise<PublicPrediction> {
     const filled = await withCompletedAt(entry)
+    rememberFinal(filled)
     return present(filled, filled.last as PublicPrediction, baseUrl)
   }
 
@@ -409,9 +419,9 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     async image (tenant, id, index) {
       const entry = await owned(tenant, id)
       const kept = entry?.kept[index]
-      if (!entry || !kept) throw new AppError('not_found', 404, 'No such image.')
+      if (!entry || !kept) throw new AppError('not_found', 'No such image.')
       const stored = await opts.images.get(kept.key)
-      if (!stored) throw new AppError('not_found', 404, 'No such image.')
+      if (!stored) throw new AppError('not_found', 'No such image.')
       return { body: stored.body, size: stored.size, contentType: kept.contentType }
     },
 

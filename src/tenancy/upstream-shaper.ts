@@ -46,10 +46,10 @@ export function createUpstreamShaper (store: StateStore, o: UpstreamShaperOption
       try {
         const take = await store.rateTake(UPSTREAM_CREATE_BUCKET, { perMinute: o.perMinute, burst: o.burst, maxWaitMs: queueFull ? 0 : o.maxWaitMs }, now())
         if (!take.allowed && queueFull) {
-          throw new AppError('upstream_queue_full', 503, 'Too many generations are waiting for Replicate; try again shortly.', { retry_after: Math.max(1, Math.ceil(o.maxWaitMs / 1000)) })
+          throw new AppError('upstream_queue_full', 'Too many generations are waiting for Replicate; try again shortly.', { retry_after: Math.max(1, Math.ceil(o.maxWaitMs / 1000)) })
         }
         if (!take.allowed) {
-          throw new AppError('upstream_rate_limited', 429, 'The service is at its Replicate create rate; try again later.', { retry_after: Math.max(1, Math.ceil(take.retryAfterMs / 1000)) })
+          throw new AppError('upstream_rate_limited', 'The service is at its Replicate create rate; try again later.', { retry_after: Math.max(1, Math.ceil(take.retryAfterMs / 1000)) })
         }
         if (take.waitMs <= 0) return
         if (!holdsPlace) {

@@ -58,7 +58,7 @@ export function createWebhookReceiver (opts: WebhookReceiverOptions): WebhookRec
       } catch (err) {
         opts.log.warn({ code: (err as { code?: string }).code, status: (err as { status?: number }).status }, 'could not read the webhook signing key from Replicate')
         // 503: Replicate retries the terminal webhook, by when the key may be readable.
-        throw new AppError('service_unavailable', 503, 'The webhook signing key could not be read; retry later.', {}, { cause: err })
+        throw new AppError('service_unavailable', 'The webhook signing key could not be read; retry later.', {}, { cause: err })
       }
       return verifyWebhook({
         secret,

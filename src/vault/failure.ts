@@ -1,4 +1,10 @@
-import { isRestError } from '@azure/core-rest-pipeline'
+/**
+ * An Azure SDK RestError, by shape: what @azure/core-rest-pipeline's isRestError checks too, without importing the
+ * pipeline on every start-up for one predicate.
+ */
+export function isRestError (err: unknown): err is Error & { statusCode?: number } {
+  return err instanceof Error && err.name === 'RestError'
+}
 
 /**
  * Why a call to Azure (or a secret file read) failed, in our own words: a fixed vocabulary built from the HTTP

@@ -24,7 +24,7 @@ import type { SecretSource } from './sources.ts'
 
 export class TokenUnavailableError extends AppError {
   constructor (retryAfterSeconds: number) {
-    super('service_unavailable', 503, 'The service has no Replicate API token at the moment, so nothing was sent to Replicate. Try again shortly.', {
+    super('service_unavailable', 'The service has no Replicate API token at the moment, so nothing was sent to Replicate. Try again shortly.', {
       reason: 'replicate_token_missing',
       retry_after: retryAfterSeconds
     })

@@ -113,11 +113,11 @@ describe('generation schemas', () => {
       }
     })
 
-    it('has no defaults on model-dependent fields, so a validator that fills defaults adds none of them', () => {
+    it('has no `default` keywords, so a validator that fills defaults adds nothing (the service applies them)', () => {
       const filling = newAjvWithDefaults()
       const body: Record<string, unknown> = { prompt: 'a cat' }
       expect(filling(body)).toBe(true)
-      expect(body).toEqual({ prompt: 'a cat', num_outputs: 1 })
+      expect(body).toEqual({ prompt: 'a cat' })
     })
   })
 

@@ -27,7 +27,7 @@ describe('authentication mode outside production', () => {
   it('stays on after the last key is revoked: the revoked key and keyless callers get 401', async () => {
     const made = await storeWithKeys({ only: { plan: 'basic' } })
     store = made.store
-    gw = await startGateway({ overrides: { tenancy: { store }, auth: { keysRecheckMs: 0 } } })
+    gw = await startGateway({ overrides: { tenancy: { store }, auth: { keysRecheckMs: 0, keyCacheMs: 0 } } })
     expect((await call(gw.url, 'GET', '/v1/usage', { key: made.keys.only })).status).toBe(200)
     expect(await store.revokeKey(made.ids.only, Date.now())).toBe(true)
     const keyless = await call(gw.url, 'POST', '/v1/text-to-image', { body: { prompt: 'a free lunch' } })
@@ -51,7 +51,7 @@ describe('authentication mode outside production', () => {
 
   it('is off only while no key has ever existed, turns on with the first key, and logs each mode', async () => {
     store = createSqliteStore({ path: ':memory:' })
-    gw = await startGateway({ overrides: { tenancy: { store }, auth: { keysRecheckMs: 0 } } })
+    gw = await startGateway({ overrides: { tenancy: { store }, auth: { keysRecheckMs: 0, keyCacheMs: 0 } } })
     const open = await call(gw.url, 'GET', '/v1/usage')
     expect(open.status).toBe(200)
     expect(open.body.key_id).toBe('anonymous')

@@ -18,7 +18,7 @@ describe('authentication in production', () => {
     gw = await startGateway({ env: { NODE_ENV: 'production' }, overrides: { tenancy: { store } } })
     expect((await call(gw.url, 'GET', '/v1/usage', { key: made.keys.only })).status).toBe(200)
     expect(await store.revokeKey(made.ids.only, Date.now())).toBe(true)
-    // Past the 5 s for which "are there any keys?" is trusted.
+    // Past the 5 s for which "are there any keys?" is trusted (and the 2 s a key record is).
     await sleep(5_200)
     const anonymous = await call(gw.url, 'POST', '/v1/text-to-image', { body: { prompt: 'a free lunch' } })
     expect(anonymous.status).toBe(401)

@@ -94,6 +94,8 @@ describe('npm run keys', () => {
       const run = await keys('revoke', first.id)
       expect(run).toMatchObject({ code: 0, stdout: `revoked ${first.id}\n` })
 
+      // Another process revoked it: the gateway sees it once its cached record expires, within the 5 s promised.
+      await expect.poll(async () => (await call(gw.url, 'GET', '/v1/usage', { key: first.key })).status, { timeout: 5_000, interval: 250 }).toBe(401)
       const refused = await call(gw.url, 'GET', '/v1/usage', { key: first.key })
       expect(refused.status).toBe(401)
       expect(refused.body).toMatchObject({ code: 'unauthorized' })

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench`: the gateway against references, side by side in one run, on loopback only, each part bounded.
+ *   status GET   — GET /v1/predictions/{id} of a finished prediction through the gateway (production settings: an API
+ *                  key, SQLite, info logs), straight to the emulator, and on a bare Fastify route returning a document
+ *                  of the same size (the framework floor); req/s and p50/p99 with autocannon.
+ *   create       — a default (sync) text-to-image create through the gateway and the same create straight to the
+ *                  emulator, at 1 and at 64 concurrent callers; the gateway's own cost is the difference.
+ *   cold start   — process start to the first 200 from /health/ready, in production settings and on the emulator
+ *                  (`npm start` with nothing set), against a bare Fastify app's first 200; median of 5.
+ * Writes bench/results.json. Timings on a shared machine are only meaningful as ratios within one run.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import autocannon from 'autocannon'
+
+const DURATION_S = Number(process.env.BENCH_DURATION_SECONDS ?? 10)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
+const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 5)
+const children: ChildProcess[] = []
+const NODE = [process.execPath, '--experimental-strip-types']
+
+async function freePort (): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** Starts a server process; resolves with what its LISTENING line says, or once `readyUrl` answers. */
+function start (args: string[], env: Record<string, string> = {}, readyUrl?: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    if (readyUrl) {
+      const poll = setInterval(() => {
+        fetch(readyUrl).then((res) => {
+          if (res.ok) {
+            clearInterval(poll)
+            resolve([readyUrl])
+          }
+        }, () => {})
+      }, 100)
+    }
+    const child = spawn(NODE[0]!, [...NODE.slice(1), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(child)
+    child.stdout!.on('data', (chunk) => {
+      for (const line of String(chunk).split('\n')) {
+        const listening = /^LISTENING (.+)$/.exec(line)
+        if (listening) resolve(listening[1]!.split(' '))
+      }
+    })
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)))
+  })
+}
+
+interface Load {
+  requests_per_second: number
+  latency_p50_ms: number
+  latency_p99_ms: number
+  requests: number
+  non_2xx: number
+  errors: number
+}
+
+function summary (r: autocannon.Result): Load {
+  return {
+    requests_per_second: Math.round(r.requests.average),
+    latency_p50_ms: r.latency.p50,
+    latency_p99_ms: r.latency.p99,
+    requests: r.requests.total,
+    non_2xx: r.non2xx,
+    errors: r.errors
+  }
+}
+
+async function measure (url: string, headers: Record<string, string> = {}): Promise<Load> {
+  // A short warm-up, so JIT and connection set-up are not measured.
+  await autocannon({ url, connections: CONNECTIONS, duration: 2, headers })
+  return summary(await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, headers }))
+}
+
+/** `amount` creates from `connections` concurrent callers, each answered when its images exist. */
+async function creates (url: string, headers: Record<string, string>, connections: number, amount: number, wrap: (input: object) => object): Promise<Load> {
+  let n = 0
+  const body = (): string => JSON.stringify(wrap({ prompt: `a bench of herons, take ${n++}`, num_inference_steps: 1 }))
+  const options = { url, method: 'POST' as const, connections, amount, timeout: 60, headers: { 'content-type': 'application/json', ...headers } }
+  await autocannon({ ...options, amount: connections, requests: [{ setupRequest: (req) => ({ ...req, body: body() }) }] })
+  return summary(await autocannon({ ...options, requests: [{ setupRequest: (req) => ({ ...req, body: body() }) }] }))
+}
+
+/** Milliseconds from spawning `args` to the first 200 from `url` (polled every 5 ms), then the process is stopped. */
+async function coldStart (args: string[], env: Record<string, string>, url: (port: number) => string): Promise<number> {
+  const port = await freePort()
+  const started = performance.now()
+  const child = spawn(NODE[0]!, [...NODE.slice(1), ...args], { env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' })
+  try {
+    for (let i = 0; i < 6000; i++) {
+      try {
+        const res = await fetch(url(port))
+        await res.arrayBuffer()
+        if (res.status === 200) return Math.round(performance.now() - started)
+      } catch { /* not listening yet */ }
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    throw new Error(`${args.join(' ')} was not ready within 30 s`)
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
+
+const dir = await mkdtemp(path.join(os.tmpdir(), 'fgw-bench-'))
+try {
+  const [emulatorBase, token] = await start(['bench/servers.ts', 'emulator'])
+  // Production settings, as deployed: state in SQLite, an API key required, info logs.
+  const stateEnv = { STATE_SQLITE_PATH: path.join(dir, 'state.sqlite'), IMAGE_STORAGE_DIR: path.join(dir, 'images') }
+  const created = spawnSync(NODE[0]!, [...NODE.slice(1), 'scripts/keys.ts', 'create', '--plan', 'premium'], { env: { ...process.env, ...stateEnv }, encoding: 'utf8' })
+  const apiKey = /^fgw_\S+$/m.exec(created.stdout)?.[0]
+  if (!apiKey) throw new Error(`could not create an API key: ${created.stderr}`)
+  const auth = { authorization: `Bearer ${apiKey}` }
+  const production = {
+    ...stateEnv,
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'info',
+    REPLICATE_API_TOKEN: token!,
+    REPLICATE_BASE_URL: emulatorBase!,
+    // The point is the gateway's own cost, not Replicate's create rate.
+    REPLICATE_CREATE_RATE: '100000',
+    REPLICATE_CREATE_BURST: '100000',
+    REPLICATE_MAX_CONNECTIONS: '128'
+  }
+  const port = await freePort()
+  const gateway = `http://127.0.0.1:${port}`
+  await start(['src/server.ts'], { ...production, PORT: String(port), HOST: '127.0.0.1' }, `${gateway}/health/live`)
+  const createdPrediction = await fetch(`${gateway}/v1/text-to-image`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth },
+    body: JSON.stringify({ prompt: 'a benchmark of herons', seed: 1 })
+  })
+  const prediction = await createdPrediction.json() as { id: string, status: string }
+  if (prediction.status !== 'succeeded') throw new Error(`setup prediction did not succeed: ${JSON.stringify(prediction)}`)
+  const upstreamAuth = { authorization: `Bearer ${token}` }
+  const upstreamDoc = await (await fetch(`${emulatorBase}/predictions/${prediction.id}`, { headers: upstreamAuth })).text()
+  const [bare] = await start(['bench/servers.ts', 'bare', upstreamDoc])
+
+  const status = {
+    gateway: await measure(`${gateway}/v1/predictions/${prediction.id}`, auth),
+    emulator: await measure(`${emulatorBase}/predictions/${prediction.id}`, upstreamAuth),
+    bare: await measure(`${bare}/v1/predictions/${prediction.id}`)
+  }
+
+  const createRuns: Record<string, { gateway: Load, emulator: Load, overhead_p50_ms: number, overhead_p99_ms: number }> = {}
+  for (const [callers, amount] of [[1, 40], [64, 320]] as const) {
+    const gw = await creates(`${gateway}/v1/text-to-image`, auth, callers, amount, (input) => ({ ...input, model: 'flux-schnell' }))
+    const em = await creates(`${emulatorBase}/models/black-forest-labs/flux-schnell/predictions`, { ...upstreamAuth, prefer: 'wait=60' }, callers, amount, (input) => ({ input }))
+    createRuns[`callers_${callers}`] = {
+      gateway: gw,
+      emulator: em,
+      overhead_p50_ms: gw.latency_p50_ms - em.latency_p50_ms,
+      overhead_p99_ms: gw.latency_p99_ms - em.latency_p99_ms
+    }
+  }
+
+  const startTimes = { production: [] as number[], emulator: [] as number[], bare: [] as number[] }
+  for (let i = 0; i < COLD_STARTS; i++) {
+    // Interleaved, so a slow moment of the machine falls on all three alike.
+    const state = { STATE_SQLITE_PATH: stateEnv.STATE_SQLITE_PATH, IMAGE_STORAGE_DIR: path.join(dir, `images-${i}`) }
+    startTimes.production.push(await coldStart(['src/server.ts'], { ...production, ...state }, (p) => `http://127.0.0.1:${p}/health/ready`))
+    startTimes.emulator.push(await coldStart(['src/server.ts'], { STATE_SQLITE_PATH: path.join(dir, `open-${i}.sqlite`), IMAGE_STORAGE_DIR: path.join(dir, `open-images-${i}`), LOG_LEVEL: 'info' }, (p) => `http://127.0.0.1:${p}/health/ready`))
+    startTimes.bare.push(await coldStart(['bench/servers.ts', 'bare', '{}'], {}, (p) => `http://127.0.0.1:${p}/v1/predictions/x`))
+  }
+  const cold = {
+    production_ms: median(startTimes.production),
+    emulator_ms: median(startTimes.emulator),
+    bare_fastify_ms: median(startTimes.bare),
+    runs: startTimes
+  }
+
+  const report = {
+    measured_at: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}`, load_average_1m: Math.round(os.loadavg()[0]! * 100) / 100 },
+    settings: { duration_seconds: DURATION_S, connections: CONNECTIONS, cold_starts: COLD_STARTS },
+    status_get: status,
+    create: createRuns,
+    cold_start: cold,
+    ratios: {
+      status_get_gateway_vs_bare_rps: ratio(status.gateway.requests_per_second, status.bare.requests_per_second),
+      status_get_added_p99_ms: status.gateway.latency_p99_ms - status.bare.latency_p99_ms,
+      status_get_gateway_vs_emulator_rps: ratio(status.gateway.requests_per_second, status.emulator.requests_per_second),
+      cold_start_production_vs_bare: ratio(cold.production_ms, cold.bare_fastify_ms),
+      cold_start_emulator_vs_bare: ratio(cold.emulator_ms, cold.bare_fastify_ms)
+    },
+    note: 'Every process and the load generator share this machine\'s cores. The gateway runs as deployed (NODE_ENV=production, SQLite, an API key checked on every request, info logs); a finished prediction is answered from its own state without an upstream call. Create overhead is the gateway\'s latency minus the emulator\'s for the same sync create at the same percentile: moderation, the quote and ledger, the upstream call\'s own handling, and keeping the image.'
+  }
+  await writeFile(new URL('./results.json', import.meta.url), `${JSON.stringify(report, null, 2)}\n`)
+  console.log(JSON.stringify({ ratios: report.ratios, cold_start: cold, create: Object.fromEntries(Object.entries(createRuns).map(([k, v]) => [k, { p50: v.overhead_p50_ms, p99: v.overhead_p99_ms }])) }, null, 2))
+} finally {
+  for (const child of children) child.kill('SIGTERM')
+}
+await new Promise((resolve) => setTimeout(resolve, 500))
+await rm(dir, { recursive: true, force: true })

@@ -1,0 +1,29 @@
+import fastJsonStringify from 'fast-json-stringify'
+import type { Options } from 'fast-json-stringify'
+
+/**
+ * Fastify's response serializer compiler, compiling each schema when a response first needs it and once for all
+ * routes that share it. Eagerly, every route × status was compiled at start-up (the problem schema alone some
+ * hundred times), which was much of the time to become ready.
+ */
+export function buildSerializerCompiler (externalSchemas: unknown, serializerOpts: unknown = {}) {
+  const compiled = new Map<string, (data: unknown) => string>()
+  return ({ schema }: { schema?: unknown }) => {
+    const key = JSON.stringify(schema)
+    let serialize: ((data: unknown) => string) | undefined
+    return (data: unknown): string => {
+      if (!serialize) {
+        serialize = compiled.get(key)
+        if (!serialize) {
+          // As @fastify/fast-json-stringify-compiler does: a schema is not also its own external schema.
+          const external = { ...(externalSchemas as Record<string, unknown>) }
+          const id = (schema as { $id?: unknown }).$id
+          if (typeof id === 'string') delete external[id]
+          serialize = fastJsonStringify(schema as Parameters<typeof fastJsonStringify>[0], { ...(serializerOpts as Options), schema: external as Options['schema'] })
+          compiled.set(key, serialize)
+        }
+      }
+      return serialize(data)
+    }
+  }
+}
