@@ -93,7 +93,8 @@ const outcomes = rhea.message as unknown as {
 
 function addressOf (terminus: unknown): string | undefined {
   const address = (terminus as { address?: unknown } | undefined)?.address
-  return typeof address === 'string' ? address : undefined
+  // Service Bus takes the dead-letter sub-queue's name in any case.
+  return typeof address === 'string' ? address.replace(/\/\$deadletterqueue$/i, '/$DeadLetterQueue') : undefined
 }
 
 function messageIdOf (message: Message): string | undefined {
@@ -125,6 +126,9 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
 
   function deadLetter (queueName: string, stored: StoredMessage, reason: string | undefined, description: string | undefined): void {
     queue(queueName).deadLetters.push({ ...stored, reason, description })
+    // Readable as Service Bus shows it: on `<queue>/$DeadLetterQueue`, the reason and description as application properties.
+    const properties = { ...(stored.message.application_properties ?? {}), ...(reason === undefined ? {} : { DeadLetterReason: reason }), ...(description === undefined ? {} : { DeadLetterErrorDescription: description }) }
+    enqueue(`${queueName}/$DeadLetterQueue`, { ...stored.message, application_properties: properties }, false)
   }
 
   function requeue (queueName: string, stored: StoredMessage): void {
@@ -184,16 +188,35 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
     }
   }
 
-  function enqueue (queueName: string, message: Message): void {
+  function enqueue (queueName: string, message: Message, record = true): void {
     const stored: StoredMessage = { message, messageId: messageIdOf(message), sequenceNumber: ++sequence, enqueuedAt: Date.now(), deliveries: 0 }
     queue(queueName).available.push(stored)
-    events.push({ type: 'enqueued', queue: queueName, messageId: stored.messageId })
+    if (record) events.push({ type: 'enqueued', queue: queueName, messageId: stored.messageId })
     dispatch(queueName)
   }
 
   function lockFor (delivery: Delivery): [string, Lock] | undefined {
     for (const entry of locks) if (entry[1].delivery === delivery) return entry
     return undefined
+  }
+
+  /** Where a locked message goes, by outcome: the same whether it came as a disposition or through $management. */
+  function settleLock (token: string, lock: Lock, outcome: 'complete' | 'abandon' | 'dead-letter', reasonValue: unknown, descriptionValue: unknown): void {
+    clearTimeout(lock.timer)
+    locks.delete(token)
+    const base = { queue: lock.queue, messageId: lock.stored.messageId, lockToken: token }
+    if (outcome === 'complete') {
+      queue(lock.queue).completed.push(lock.stored)
+      events.push({ type: 'complete', ...base })
+    } else if (outcome === 'abandon') {
+      events.push({ type: 'abandon', ...base })
+      requeue(lock.queue, lock.stored)
+    } else {
+      const reason = typeof reasonValue === 'string' ? reasonValue : undefined
+      const description = typeof descriptionValue === 'string' ? descriptionValue : undefined
+      events.push({ type: 'dead-letter', ...base, reason, description })
+      deadLetter(lock.queue, lock.stored, reason, description)
+    }
   }
 
   /** A disposition from a peek-lock receiver: the outcome decides where the message goes. */
@@ -213,23 +236,9 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
       return
     }
     const [token, lock] = found
-    clearTimeout(lock.timer)
-    locks.delete(token)
-    const base = { queue: lock.queue, messageId: lock.stored.messageId, lockToken: token }
-    if (outcome === 'complete') {
-      queue(lock.queue).completed.push(lock.stored)
-      events.push({ type: 'complete', ...base })
-    } else if (outcome === 'abandon') {
-      events.push({ type: 'abandon', ...base })
-      requeue(lock.queue, lock.stored)
-    } else {
-      const state = delivery.remote_state as { error?: { info?: Record<string, unknown> } } | undefined
-      const info = state?.error?.info ?? {}
-      const reason = typeof info.DeadLetterReason === 'string' ? info.DeadLetterReason : undefined
-      const description = typeof info.DeadLetterErrorDescription === 'string' ? info.DeadLetterErrorDescription : undefined
-      events.push({ type: 'dead-letter', ...base, reason, description })
-      deadLetter(lock.queue, lock.stored, reason, description)
-    }
+    const state = delivery.remote_state as { error?: { info?: Record<string, unknown> } } | undefined
+    const info = state?.error?.info ?? {}
+    settleLock(token, lock, outcome, info.DeadLetterReason, info.DeadLetterErrorDescription)
     delivery.update(true, outcomes.accepted().described())
   }
 
@@ -258,6 +267,20 @@ export async function startFakeServiceBus (o: FakeServiceBusOptions = {}): Promi
       events.push({ type: 'renew-lock', queue: queueName, lockTokens: tokens, found: expirations.length })
       if (expirations.length < tokens.length) status = 410
       else body = { expirations }
+    } else if (operation === 'com.microsoft:update-disposition') {
+      // What the SDK sends when the receiving link is gone: settlement by lock token.
+      const requestBody = (request.body ?? {}) as Record<string, unknown>
+      const raw = requestBody['lock-tokens']
+      const tokens = (Array.isArray(raw) ? raw : []).map((t) => (Buffer.isBuffer(t) ? rhea.uuid_to_string(t) : String(t)))
+      const outcome = ({ completed: 'complete', abandoned: 'abandon', suspended: 'dead-letter' } as const)[String(requestBody['disposition-status']) as 'completed']
+      for (const token of tokens) {
+        const lock = locks.get(token)
+        if (!lock || outcome === undefined) {
+          status = outcome === undefined ? 501 : 410
+          continue
+        }
+        settleLock(token, lock, outcome, requestBody['deadletter-reason'], requestBody['deadletter-description'])
+      }
     } else {
       status = 501
     }
