@@ -18,6 +18,8 @@ COPY --chown=node:node src ./src
 COPY --chown=node:node plugins ./plugins
 COPY --chown=node:node routes ./routes
 COPY --chown=node:node openapi ./openapi
+# The playground page at / (PLAYGROUND=off leaves it unserved).
+COPY --chown=node:node public ./public
 # The keys command, so keys can be managed in the running container: docker exec <id> npm run keys -- list
 COPY --chown=node:node scripts/keys.ts scripts/run-node scripts/ensure-node.sh ./scripts/
 # State (SQLite) and kept images live under /app/data by default: writable by the service user, and a

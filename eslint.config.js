@@ -14,6 +14,17 @@ export default tseslint.config(
     }
   },
   {
+    // The playground's ES modules, and the checks the browser tests evaluate in a page, run in the browser.
+    files: ['public/**/*.js', 'test/browser/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries([
+        'window', 'document', 'sessionStorage', 'fetch', 'Headers', 'URLSearchParams', 'EventSource', 'IntersectionObserver',
+        'AbortController', 'DOMException', 'TextDecoderStream', 'Intl', 'CSS', 'Node', 'crypto', 'performance',
+        'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout', 'getComputedStyle'
+      ].map((name) => [name, 'readonly']))
+    }
+  },
+  {
     files: ['scripts/**', 'bench/**', 'src/emulator/main.ts', 'src/server.ts', 'src/worker/main.ts'],
     rules: { 'no-console': 'off' }
   }

@@ -102,7 +102,9 @@ async function coldStart (args: string[], env: Record<string, string>, url: (por
         const res = await fetch(url(port))
         await res.arrayBuffer()
         if (res.status === 200) return Math.round(performance.now() - started)
-      } catch { /* not listening yet */ }
+      } catch {
+        // Not listening yet.
+      }
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
     throw new Error(`${args.join(' ')} was not ready within 30 s`)

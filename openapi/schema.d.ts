@@ -158,6 +158,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/images/generations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate images (OpenAI-compatible)
+         * @description OpenAI's Images API on our models: the OpenAI SDKs work with `baseURL` set to this service's `/v1`. Same validation, moderation, plans, credits, idempotency and kept images as `POST /v1/text-to-image`; answers when the images exist. Errors come in OpenAI's shape. What was adjusted or ignored is said in the `Warning` header.
+         */
+        post: operations["createOpenAIImage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Edit an image (OpenAI-compatible)
+         * @description OpenAI's image edit, as `multipart/form-data`: `image` (a PNG, JPEG, GIF or WebP file), `prompt`, and optionally `model` (flux-dev or flux-kontext-pro), `n` (1), `response_format`, `user`; `size`, `quality` and `style` are ignored with a `Warning` (the output keeps the input's aspect ratio). A `mask` is refused: FLUX edits the whole image by instruction. Same rules and credits as `POST /v1/image-to-image`.
+         */
+        post: operations["editOpenAIImage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predictions": {
         parameters: {
             query?: never;
@@ -845,6 +885,58 @@ export interface components {
             default_model: string;
             balance: components["schemas"]["Balance"];
         };
+        /** @description OpenAI's `POST /v1/images/generations` body. Unknown fields are ignored, as OpenAI's SDKs may send newer ones. */
+        OpenAIImageGenerationRequest: {
+            /** @description What to draw. The native API's prompt rules and moderation apply. */
+            prompt: string;
+            /**
+             * @description One of our model ids (`flux-schnell`, `flux-dev`, `flux-1.1-pro`); default: the plan's default model.
+             * @example flux-schnell
+             */
+            model?: string;
+            /** @description How many images (default 1); up to 4 on flux-schnell and flux-dev, 1 on the pro models. */
+            n?: number;
+            /**
+             * @description `WxH` (e.g. `1024x1024`, `1792x1024`) or `auto`: mapped to the nearest size the model makes, with a `Warning` header when adjusted.
+             * @example 1024x1024
+             */
+            size?: string;
+            /** @description `url` (default): signed URLs of the kept images; `b64_json`: the images inline. */
+            response_format?: "url" | "b64_json";
+            /** @description Accepted for compatibility; not used. */
+            user?: string;
+            /** @description Accepted and ignored (with a `Warning` header). */
+            quality?: string;
+            /** @description Accepted and ignored (with a `Warning` header). */
+            style?: string;
+            /** @description Not an OpenAI field: the FLUX seed, for reproducible images. */
+            seed?: number;
+        } & {
+            [key: string]: unknown;
+        };
+        OpenAIImage: {
+            /** @description A signed URL of the kept image (no header needed), valid for IMAGE_URL_TTL_SECONDS. */
+            url?: string;
+            /** @description The image, base64-encoded. */
+            b64_json?: string;
+            revised_prompt?: string;
+        };
+        OpenAIImagesResponse: {
+            /** @description Unix seconds. */
+            created: number;
+            data: components["schemas"]["OpenAIImage"][];
+        };
+        /** @description An error in OpenAI's shape, so its SDKs raise their typed errors. */
+        OpenAIError: {
+            error: {
+                message: string;
+                /** @description `invalid_request_error`, `authentication_error`, `permission_error`, `insufficient_quota`, `requests`, `server_error`. */
+                type: string;
+                param: string | null;
+                /** @description The gateway's problem code (see Problem.code), or OpenAI's where one exists: `model_not_found`, `invalid_api_key`, `rate_limit_exceeded`, `insufficient_quota`, `content_policy_violation`. */
+                code: string | null;
+            };
+        };
         /** @description Where the finished prediction (with signed image URLs) goes. Absent: nowhere; read it with GET /v1/predictions/{id}. */
         GenerationReplyTo: {
             /** @description A queue in the same namespace: the prediction is sent there with the request's correlationId. */
@@ -1442,6 +1534,230 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createOpenAIImage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OpenAIImageGenerationRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIImagesResponse"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+        };
+    };
+    editOpenAIImage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIImagesResponse"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description An error, in OpenAI's shape. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
                 };
             };
         };

@@ -71,6 +71,8 @@ function fastifyProblem (err: { code?: string, statusCode?: number, message: str
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return answer(problem('payload_too_large', 'The request body is larger than this endpoint accepts.', requestId))
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return answer(problem('image_too_large', 'The uploaded image is larger than the service accepts.', requestId))
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return answer(problem('unsupported_media_type', 'Send the request body as application/json.', requestId))
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { FieldProblemSchema, PredictionErrorSchema, PredictionListSchema, PredictionSchema, PredictionStatusSchema, ProblemSchema } from '../../src/schemas/common.ts'
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
+import { OPENAI_SCHEMAS } from '../../src/openai/schemas.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
 import { GenerationMessageSchema, ReplyToSchema } from '../../src/schemas/queue-message.ts'
 import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
@@ -22,6 +23,7 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     BalanceSchema,
     UsageSchema,
     KeyInfoSchema,
+    ...OPENAI_SCHEMAS,
     ReplyToSchema,
     GenerationMessageSchema
   ]

@@ -38,6 +38,7 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
         { name: 'predictions', description: 'Follow and cancel predictions' },
         { name: 'catalog', description: 'Models and prices' },
         { name: 'usage', description: 'Credits and budgets' },
+        { name: 'openai', description: 'OpenAI-compatible Images API' },
         { name: 'health', description: 'Probes for orchestrators' },
         { name: 'meta', description: 'This document' }
       ]
