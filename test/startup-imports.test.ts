@@ -12,7 +12,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'fgw-startup-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 // Swagger UI's plugin is registered at start (routes cannot be added later), but it reads its assets on request.
-const HEAVY = ['@azure/storage-blob', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', 'src/emulator/']
+const HEAVY = ['@azure/storage-blob', '@azure/service-bus', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', 'src/emulator/']
 
 /**
  * Builds the app and starts listening in a fresh process, with `env` as its settings, and returns which of the
@@ -40,7 +40,7 @@ async function loadedAtStart (env: Record<string, string>): Promise<string[]> {
 const base = { LOG_LEVEL: 'silent', PORT: '0', IMAGE_STORAGE_DIR: path.join(dir, 'images') }
 
 describe('start-up loads only what the configuration uses', () => {
-  it('with a token and SQLite: none of the Azure SDKs, ioredis, sharp or the emulator', async () => {
+  it('with a token and SQLite: none of the Azure SDKs (the Service Bus one only with the worker on), ioredis, sharp or the emulator', async () => {
     expect(await loadedAtStart({ ...base, NODE_ENV: 'development', REPLICATE_API_TOKEN: 'r8_placeholder', STATE_SQLITE_PATH: path.join(dir, 'a.sqlite') })).toEqual([])
   }, 60_000)
 
