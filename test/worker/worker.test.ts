@@ -175,6 +175,13 @@ describe('the queue worker', () => {
     await settledOn('idem-b')
     expect(bus.queue(QUEUE).deadLetters.find((d) => d.messageId === 'idem-b')?.reason).toBe('idempotency_key_reused')
     expect(creates(gw).length - before).toBe(1)
+    // A refusal HTTP kept for a key comes back the same on the queue.
+    const refused = await gw.call('POST', '/v1/text-to-image', { prompt: 'a n.u.d.e statue' }, { authorization: `Bearer ${keys.basic}`, 'idempotency-key': 'shared-key-2' })
+    expect(refused.status).toBe(422)
+    await sb.send({ messageId: 'idem-c', body: { kind: 'text-to-image', request: { prompt: 'a n.u.d.e statue' }, api_key_id: ids.basic, idempotency_key: 'shared-key-2' } })
+    await settledOn('idem-c')
+    expect(bus.queue(QUEUE).deadLetters.find((d) => d.messageId === 'idem-c')).toMatchObject({ reason: 'content_policy_violation', description: refused.body.detail })
+    expect(creates(gw).length - before).toBe(1)
   })
 
   it('makes one prediction and one charge for a message delivered twice', async () => {
