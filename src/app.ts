@@ -48,7 +48,7 @@ export interface AppOverrides {
 export interface AppOptions {
   config: Config
   overrides?: AppOverrides
-  /** `probes`: only /health (the worker on its own); the services are the same either way. Default `all`. */
+  /** `probes`: only /health, no OpenAPI document or docs page (the worker on its own); the services are the same. Default `all`. */
   routes?: 'all' | 'probes'
 }
 
@@ -127,7 +127,8 @@ export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStr
 
 /** The whole service as one plugin: third-party setup, then our services, then the routes. */
 export async function serviceApp (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
-  await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
+  // The OpenAPI document and its docs page belong to the API; a probes-only process has neither.
+  if (opts.routes !== 'probes') await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
   await fastify.register(autoload, { dir: path.join(root, 'plugins', 'app'), options: opts, encapsulate: false })
   await fastify.register(autoload, {
     dir: path.join(root, 'routes'),

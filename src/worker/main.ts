@@ -13,7 +13,8 @@ async function main (): Promise<void> {
   let config
   try {
     loadEnvFile()
-    config = loadConfig({ ...process.env, WORKER: 'on' })
+    // The worker serves probes only: no playground page either.
+    config = loadConfig({ ...process.env, WORKER: 'on', PLAYGROUND: 'off' })
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message)
