@@ -3,8 +3,9 @@
  *   status GET   — GET /v1/predictions/{id} of a finished prediction through the gateway (production settings: an API
  *                  key, SQLite, info logs), straight to the emulator, and on a bare Fastify route returning a document
  *                  of the same size (the framework floor); req/s and p50/p99 with autocannon.
- *   create       — a default (sync) text-to-image create through the gateway and the same create straight to the
- *                  emulator, at 1 and at 64 concurrent callers; the gateway's own cost is the difference.
+ *   create       — a default (sync) text-to-image create through the gateway, and the same create straight to the
+ *                  emulator followed by the download of its images, at 1 and at 64 concurrent callers; the
+ *                  gateway's own cost is the difference.
  *   cold start   — process start to the first 200 from /health/ready, in production settings and on the emulator
  *                  (`npm start` with nothing set), against a bare Fastify app's first 200; median of 5.
  * Writes bench/results.json. Timings on a shared machine are only meaningful as ratios within one run.
@@ -82,13 +83,39 @@ async function measure (url: string, headers: Record<string, string> = {}): Prom
   return summary(await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, headers }))
 }
 
-/** `amount` creates from `connections` concurrent callers, each answered when its images exist. */
-async function creates (url: string, headers: Record<string, string>, connections: number, amount: number, wrap: (input: object) => object): Promise<Load> {
+/**
+ * `amount` creates from `callers` concurrent callers, each timed until the caller holds its images: straight to the
+ * emulator that is the create and the download of its outputs (the upstream's whole cost, rendering included); through
+ * the gateway, the create alone, since the gateway has copied the images by the time it answers.
+ */
+async function creates (o: { url: string, headers: Record<string, string>, callers: number, amount: number, wrap: (input: object) => object, download: boolean }): Promise<Load> {
   let n = 0
-  const body = (): string => JSON.stringify(wrap({ prompt: `a bench of herons, take ${n++}`, num_inference_steps: 1 }))
-  const options = { url, method: 'POST' as const, connections, amount, timeout: 60, headers: { 'content-type': 'application/json', ...headers } }
-  await autocannon({ ...options, amount: connections, requests: [{ setupRequest: (req) => ({ ...req, body: body() }) }] })
-  return summary(await autocannon({ ...options, requests: [{ setupRequest: (req) => ({ ...req, body: body() }) }] }))
+  const once = async (): Promise<number> => {
+    const started = performance.now()
+    const res = await fetch(o.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...o.headers },
+      body: JSON.stringify(o.wrap({ prompt: `a bench of herons, take ${n++}`, num_inference_steps: 1 }))
+    })
+    const body = await res.json() as { output?: string[] | null }
+    if (!res.ok) throw new Error(`create answered ${res.status}: ${JSON.stringify(body)}`)
+    if (o.download) for (const url of body.output ?? []) await (await fetch(url, { headers: o.headers })).arrayBuffer()
+    return performance.now() - started
+  }
+  const run = async (amount: number): Promise<{ latencies: number[], seconds: number }> => {
+    const latencies: number[] = []
+    const started = performance.now()
+    let left = amount
+    await Promise.all(Array.from({ length: o.callers }, async () => {
+      while (left-- > 0) latencies.push(await once())
+    }))
+    return { latencies, seconds: (performance.now() - started) / 1000 }
+  }
+  await run(o.callers)
+  const { latencies, seconds } = await run(o.amount)
+  const sorted = latencies.sort((a, b) => a - b)
+  const at = (q: number): number => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!)
+  return { requests_per_second: Math.round(o.amount / seconds), latency_p50_ms: at(0.5), latency_p99_ms: at(0.99), requests: o.amount, non_2xx: 0, errors: 0 }
 }
 
 /** Milliseconds from spawning `args` to the first 200 from `url` (polled every 5 ms), then the process is stopped. */
@@ -159,8 +186,8 @@ try {
 
   const createRuns: Record<string, { gateway: Load, emulator: Load, overhead_p50_ms: number, overhead_p99_ms: number }> = {}
   for (const [callers, amount] of [[1, 40], [64, 320]] as const) {
-    const gw = await creates(`${gateway}/v1/text-to-image`, auth, callers, amount, (input) => ({ ...input, model: 'flux-schnell' }))
-    const em = await creates(`${emulatorBase}/models/black-forest-labs/flux-schnell/predictions`, { ...upstreamAuth, prefer: 'wait=60' }, callers, amount, (input) => ({ input }))
+    const gw = await creates({ url: `${gateway}/v1/text-to-image`, headers: auth, callers, amount, wrap: (input) => ({ ...input, model: 'flux-schnell' }), download: false })
+    const em = await creates({ url: `${emulatorBase}/models/black-forest-labs/flux-schnell/predictions`, headers: { ...upstreamAuth, prefer: 'wait=60' }, callers, amount, wrap: (input) => ({ input }), download: true })
     createRuns[`callers_${callers}`] = {
       gateway: gw,
       emulator: em,

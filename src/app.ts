@@ -91,6 +91,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
           'config.AZURE_CONTENT_SAFETY_KEY',
           'REPLICATE_WEBHOOK_SECRET',
           'config.REPLICATE_WEBHOOK_SECRET',
+          'METRICS_TOKEN',
+          'config.METRICS_TOKEN',
           'req.headers["ocp-apim-subscription-key"]',
           '*.apiKey'
         ],

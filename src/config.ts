@@ -91,6 +91,8 @@ export const ConfigSchema = Type.Object({
   IMAGE_URL_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 3600 }),
   /** The playground page at `/`. */
   PLAYGROUND: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   // --- the queue worker ---
   /** Consume generation requests from a Service Bus queue inside this HTTP process (`npm run worker` runs it alone). */
   WORKER: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),

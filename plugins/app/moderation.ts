@@ -52,6 +52,6 @@ export default fp(async function moderation (fastify: FastifyInstance, opts: App
       provider = local
     }
   }
-  fastify.decorate('moderation', provider)
+  fastify.decorate('moderation', fastify.metrics.countModeration(provider))
   fastify.decorate('imageModeration', images)
-}, { name: 'moderation' })
+}, { name: 'moderation', dependencies: ['metrics'] })

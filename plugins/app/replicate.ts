@@ -49,9 +49,10 @@ export default fp(async function replicate (fastify: FastifyInstance, opts: AppO
     retry: { maxAttempts: config.REPLICATE_MAX_RETRIES + 1 },
     userAgent: 'flux-gateway',
     logger: fastify.log.child({ component: 'replicate' }),
+    onAttempt: fastify.metrics.replicateAttempt,
     ...overrides.replicate
   })
   fastify.decorate('replicate', client)
   fastify.decorate('upstream', { baseUrl, emulated })
   fastify.addHook('onClose', async () => { await client.close() })
-}, { name: 'replicate', dependencies: ['token-vault'] })
+}, { name: 'replicate', dependencies: ['token-vault', 'metrics'] })

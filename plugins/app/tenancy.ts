@@ -57,9 +57,11 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     reconcileAfterMs: config.CREATE_RECONCILE_AFTER_MS,
     // With webhooks on, a new prediction's tracker leaves it to the webhook for a minute before polling.
     webhookGraceMs: config.REPLICATE_WEBHOOKS === 'on' ? WEBHOOK_GRACE_MS : 0,
+    onEnded: fastify.metrics.predictionEnded,
     ...overrides.tenancy?.service
   })
   fastify.decorate('tenancy', service)
+  fastify.metrics.gauges({ tracked: service.tracked, queueDepth: () => fastify.upstreamShaper.waiting })
 
   const configured = config.PUBLIC_BASE_URL?.replace(/\/+$/, '')
   fastify.decorate('publicBaseUrl', (request: FastifyRequest) => configured ?? `${request.protocol}://${request.host}`)
@@ -75,4 +77,4 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     await service.close()
     await fetcher.close()
   })
-}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate'] })
+}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate', 'metrics', 'upstream-limits'] })

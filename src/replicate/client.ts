@@ -51,7 +51,12 @@ export interface ReplicateClientOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
   random?: () => number
   now?: () => number
+  /** Told of every attempt's outcome, retries included (metrics). */
+  onAttempt?: (attempt: { operation: ReplicateOperation, status: number | 'network' | 'timeout' }) => void
 }
+
+/** What a request to Replicate is for, as metrics name it. */
+export type ReplicateOperation = 'create' | 'get' | 'cancel' | 'list' | 'account' | 'model' | 'webhook_secret'
 
 export interface CreatePredictionOptions {
   /** `true` = Replicate's default hold (60 s); a number of seconds is clamped to 1–60. Absent = answer at once. */
@@ -127,6 +132,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 interface RawRequest {
   method: 'GET' | 'POST'
   path: string
+  operation: ReplicateOperation
   kind: RequestKind
   body?: unknown
   headers?: Record<string, string>
@@ -196,6 +202,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     } catch (err) {
       if (req.requestSignal?.aborted) return { kind: 'fatal', error: req.requestSignal.reason as Error }
       const code = errorCode(err)
+      opts.onAttempt?.({ operation: req.operation, status: code && TIMEOUT_CODES.has(code) ? 'timeout' : 'network' })
       if (code && TIMEOUT_CODES.has(code)) {
         return { kind: 'network', error: err, wrapped: new ReplicateTimeoutError(`${req.method} ${req.path} timed out after ${req.timeoutMs} ms`, undefined, { cause: err }) }
       }
@@ -204,6 +211,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     }
     const body = parseJson(text)
     const status = res.statusCode
+    opts.onAttempt?.({ operation: req.operation, status })
     if (status >= 200 && status < 300) return { kind: 'done', value: { status, body, headers: res.headers } }
     const problem = (body && typeof body === 'object' ? body : {}) as { title?: string, detail?: string, invalid_fields?: InvalidField[], retry_after?: unknown }
     if (status === 401) return { kind: 'fatal', error: new ReplicateAuthError(status, problem) }
@@ -251,12 +259,12 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
   }
 
   async function getPrediction (id: string, o: CallOptions = {}): Promise<Prediction> {
-    const res = await call({ method: 'GET', path: `/predictions/${encodeURIComponent(id)}`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    const res = await call({ method: 'GET', path: `/predictions/${encodeURIComponent(id)}`, operation: 'get', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
     return res.body as Prediction
   }
 
   async function cancelPrediction (id: string, o: CallOptions = {}): Promise<Prediction> {
-    const res = await call({ method: 'POST', path: `/predictions/${encodeURIComponent(id)}/cancel`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    const res = await call({ method: 'POST', path: `/predictions/${encodeURIComponent(id)}/cancel`, operation: 'cancel', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
     return res.body as Prediction
   }
 
@@ -267,7 +275,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     let path: string | null = `/predictions${query.size > 0 ? `?${query}` : ''}`
     const all: Prediction[] = []
     for (let page = 0; path !== null && page < MAX_LIST_PAGES; page++) {
-      const res = await call({ method: 'GET', path, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+      const res = await call({ method: 'GET', path, operation: 'list', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
       const body = (res.body ?? {}) as { results?: Prediction[], next?: string | null }
       all.push(...(body.results ?? []))
       path = null
@@ -309,6 +317,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     const pending = call({
       method: 'POST',
       path: `/models/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/predictions`,
+      operation: 'create',
       kind: 'create',
       body,
       headers,
@@ -369,19 +378,19 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
   async function getModel (ref: string, o: CallOptions = {}): Promise<ModelInfo> {
     const [owner, name] = ref.split('/')
     if (!owner || !name) throw new TypeError(`model must be "owner/name", got "${ref}"`)
-    const res = await call({ method: 'GET', path: `/models/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    const res = await call({ method: 'GET', path: `/models/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, operation: 'model', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
     return res.body as ModelInfo
   }
 
   async function getAccount (o: CallOptions = {}): Promise<Account> {
-    const res = await call({ method: 'GET', path: '/account', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
+    const res = await call({ method: 'GET', path: '/account', operation: 'account', kind: 'idempotent', timeoutMs, requestSignal: o.signal, loopSignal: o.signal })
     return res.body as Account
   }
 
   let webhookSecret: Promise<string> | undefined
   function getWebhookSecret (): Promise<string> {
     if (webhookSecret) return webhookSecret
-    const pending = call({ method: 'GET', path: '/webhooks/default/secret', kind: 'idempotent', timeoutMs }).then((res) => {
+    const pending = call({ method: 'GET', path: '/webhooks/default/secret', operation: 'webhook_secret', kind: 'idempotent', timeoutMs }).then((res) => {
       const key = (res.body as { key?: unknown } | undefined)?.key
       if (typeof key !== 'string' || !key.startsWith('whsec_')) throw new ReplicateApiError(res.status, { title: 'Unexpected webhook secret', detail: 'The answer carries no whsec_ key.' })
       return key

@@ -55,6 +55,8 @@ export interface TenantServiceOptions {
    * any create can take. Default 150 s.
    */
   reconcileAfterMs?: number
+  /** Told once of each prediction as it is finalized (metrics). */
+  onEnded?: (ended: { model: string, status: string, seconds: number, credits: number }) => void
   now?: () => number
 }
 
@@ -88,6 +90,8 @@ export interface TenantService {
    * left unrecorded are reconciled in the background, here and at every sweep.
    */
   resume: () => Promise<number>
+  /** How many unfinished predictions this instance follows upstream now. */
+  tracked: () => number
   /** Resolves when nothing is being finalized (tests and shutdown). */
   idle: () => Promise<void>
   close: () => Promise<void>
@@ -178,15 +182,20 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       const spec = getModel(entry.model)
       const output = pub.output ?? []
       let kept: KeptImage[] = []
+      let charged = 0
+      // True on the one finalization that moved the ledger entry (another instance may have got there first).
+      let ended: boolean
       if (pub.status === 'succeeded') {
         kept = await keepImages(entry.id, output)
         if (kept.length < output.length) log.error({ predictionId: entry.id, kept: kept.length, delivered: output.length }, 'some output images could not be kept')
-        await store.settle(entry.ledgerId, { credits: spec.creditsPerImage * output.length, usd: spec.usdPerImage * output.length, images: output.length }, now())
+        charged = spec.creditsPerImage * output.length
+        ended = await store.settle(entry.ledgerId, { credits: charged, usd: spec.usdPerImage * output.length, images: output.length }, now())
       } else if (pub.status === 'canceled' && pub.started_at) {
         // Canceled while running: the model worked, so the quote is owed.
-        await store.settle(entry.ledgerId, { credits: spec.creditsPerImage * entry.numImages, usd: spec.usdPerImage * entry.numImages, images: 0 }, now())
+        charged = spec.creditsPerImage * entry.numImages
+        ended = await store.settle(entry.ledgerId, { credits: charged, usd: spec.usdPerImage * entry.numImages, images: 0 }, now())
       } else {
-        await store.release(entry.ledgerId, now())
+        ended = await store.release(entry.ledgerId, now())
       }
       // Replicate's sync answers hand the files over while it still says processing, without completed_at:
       // then the prediction completed, for our callers, when we finalized it.
@@ -194,6 +203,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       const final: PredictionEntry = { ...entry, last, finalized: true, kept }
       await store.putPrediction(final)
       log.info({ predictionId: entry.id, status: pub.status, kept: kept.length }, 'prediction finalized')
+      if (ended) opts.onEnded?.({ model: entry.model, status: pub.status, seconds: Math.max(0, now() - entry.createdAt) / 1000, credits: charged })
       return final
     })().finally(() => { finalizing.delete(entry.id) })
     finalizing.set(entry.id, work)
@@ -461,6 +471,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       }
       return count
     },
+
+    tracked: () => tracking.size,
 
     async idle () {
       while (finalizing.size > 0) await Promise.allSettled([...finalizing.values()])

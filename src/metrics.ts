@@ -1,0 +1,98 @@
+import { timingSafeEqual } from 'node:crypto'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { ModerationProvider } from './moderation/types.ts'
+import type { ReplicateOperation } from './replicate/client.ts'
+
+/**
+ * The service's Prometheus metrics. Labels are bounded vocabularies (route patterns, models, statuses, categories):
+ * never a prediction id, a prompt or a key, so neither the series count nor a scrape can leak them.
+ */
+export function createMetrics () {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time to answer a request, by route pattern, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers
+  })
+  const replicateRequests = new Counter({
+    name: 'replicate_requests_total',
+    help: 'Requests sent to Replicate, each retry counted, by kind and HTTP status (or network, timeout).',
+    labelNames: ['kind', 'status'] as const,
+    registers
+  })
+  const replicateRateLimited = new Counter({ name: 'replicate_rate_limited_total', help: 'Answers 429 from Replicate.', registers })
+  const predictions = new Counter({
+    name: 'predictions_total',
+    help: 'Predictions that ended, by model and final status.',
+    labelNames: ['model', 'status'] as const,
+    registers
+  })
+  const predictionDuration = new Histogram({
+    name: 'prediction_duration_seconds',
+    help: 'From a prediction\'s creation to its end, by model.',
+    labelNames: ['model'] as const,
+    buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 900],
+    registers
+  })
+  const creditsSettled = new Counter({ name: 'credits_settled_total', help: 'Credits charged for delivered images, by model.', labelNames: ['model'] as const, registers })
+  const moderation = new Counter({
+    name: 'moderation_decisions_total',
+    help: 'Prompt moderation verdicts, by provider and outcome (allowed, refused; refusals by category).',
+    labelNames: ['provider', 'outcome', 'category'] as const,
+    registers
+  })
+  let queueDepth = (): number => 0
+  new Gauge({ name: 'upstream_create_queue_depth', help: 'Creates waiting on this instance for a slot of Replicate\'s create rate.', registers, collect () { this.set(queueDepth()) } })
+  let tracked = (): number => 0
+  new Gauge({ name: 'tracked_predictions', help: 'Unfinished predictions this instance follows upstream.', registers, collect () { this.set(tracked()) } })
+
+  return {
+    registry,
+    observeRequest (route: string, method: string, status: number, seconds: number): void {
+      httpDuration.observe({ route, method, status: String(status) }, seconds)
+    },
+    replicateAttempt ({ operation, status }: { operation: ReplicateOperation, status: number | 'network' | 'timeout' }): void {
+      replicateRequests.inc({ kind: operation, status: String(status) })
+      if (status === 429) replicateRateLimited.inc()
+    },
+    predictionEnded (o: { model: string, status: string, seconds: number, credits: number }): void {
+      predictions.inc({ model: o.model, status: o.status })
+      predictionDuration.observe({ model: o.model }, o.seconds)
+      if (o.credits > 0) creditsSettled.inc({ model: o.model }, o.credits)
+    },
+    /** The provider, counting each verdict it gives. */
+    countModeration (provider: ModerationProvider): ModerationProvider {
+      return {
+        name: provider.name,
+        async checkText (text, o) {
+          const verdict = await provider.checkText(text, o)
+          if (verdict.allowed) moderation.inc({ provider: verdict.provider, outcome: 'allowed', category: '' })
+          else for (const category of verdict.categories.length > 0 ? verdict.categories : ['other']) moderation.inc({ provider: verdict.provider, outcome: 'refused', category })
+          return verdict
+        }
+      }
+    },
+    gauges (o: { queueDepth?: () => number, tracked?: () => number }): void {
+      if (o.queueDepth) queueDepth = o.queueDepth
+      if (o.tracked) tracked = o.tracked
+    }
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1'])
+
+/** Who may scrape: a caller on this host always; anyone else with `Authorization: Bearer <METRICS_TOKEN>`. */
+export function mayScrape (remote: string | undefined, authorization: string | undefined, token: string | undefined): boolean {
+  if (remote !== undefined && LOOPBACK.has(remote)) return true
+  if (token === undefined || authorization === undefined) return false
+  const given = Buffer.from(authorization)
+  const expected = Buffer.from(`Bearer ${token}`)
+  return given.length === expected.length && timingSafeEqual(given, expected)
+}
