@@ -89,8 +89,11 @@ describe('SIGTERM mid-message (npm run worker)', () => {
     expect(ready.status).toBe(200)
     expect(((await ready.json()) as { checks: Record<string, unknown> }).checks.worker).toEqual({ status: 'ok' })
     expect((await fetch(`${worker.url}/health/live`)).status).toBe(200)
-    // The worker serves probes only: no API, no OpenAPI document or docs page, no playground.
+    // The worker serves its probes and metrics only: no API, no OpenAPI document or docs page, no playground.
     for (const path of ['/v1/models', '/openapi.json', '/docs', '/']) expect((await fetch(`${worker.url}${path}`)).status, path).toBe(404)
+    const metrics = await fetch(`${worker.url}/metrics`)
+    expect(metrics.status).toBe(200)
+    await metrics.body?.cancel()
     const sb = backend(bus)
     await sb.send({ messageId, body: { kind: 'text-to-image', request: { prompt: 'a lighthouse at first light', model: 'flux-schnell' }, api_key_id: keyId } })
     await sb.close()
