@@ -59,10 +59,12 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
     maxDeliveries: config.WORKER_MAX_DELIVERIES,
     processor,
     webhooks,
+    onSettled: (outcome, reason) => fastify.metrics.queueSettled(outcome, reason),
     ...(opts.overrides?.worker?.sleep ? { sleep: opts.overrides.worker.sleep } : {}),
     log: fastify.log.child({ component: 'worker' })
   })
   fastify.queueWorker = queueWorker
+  fastify.metrics.gauges({ queueInFlight: () => queueWorker.status().inFlight })
 
   let deadline = Infinity
   fastify.addHook('onReady', async () => { queueWorker.start() })
@@ -75,4 +77,4 @@ export default fp(async function worker (fastify: FastifyInstance, opts: AppOpti
     await queueWorker.close(Math.min(deadline, Date.now() + config.SHUTDOWN_GRACE_MS))
     await client.close()
   })
-}, { name: 'worker', dependencies: ['tenancy', 'state', 'image-urls', 'schemas'] })
+}, { name: 'worker', dependencies: ['tenancy', 'state', 'image-urls', 'schemas', 'metrics'] })

@@ -40,6 +40,8 @@ export interface QueueWorkerOptions {
   processor: MessageProcessor
   /** Posts to reply_to.webhook under the address policy of image fetching. */
   webhooks: SafePoster
+  /** Told each settlement, with its reason (a problem code; '' for a completion): metrics. */
+  onSettled?: (outcome: 'completed' | 'abandoned' | 'dead_lettered', reason: string) => void
   /** Waits out a backoff; rejects when the signal aborts (tests record the delays). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
   log: FastifyBaseLogger
@@ -119,6 +121,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
         }
       }
       await r.completeMessage(message)
+      opts.onSettled?.('completed', '')
       log.info({ messageId: message.messageId, predictionId: outcome.prediction.id, status: outcome.prediction.status }, 'queued request done')
       return
     }
@@ -128,6 +131,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
         await sleep(retryDelayMs(deliveries, outcome.retryAfterSeconds), AbortSignal.any([signal, stopping.signal])).catch(() => {})
       }
       await r.abandonMessage(message)
+      opts.onSettled?.('abandoned', outcome.reason)
       return
     }
     const description = outcome.action === 'abandon'
@@ -141,6 +145,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
         .catch((err: unknown) => log.warn({ messageId: message.messageId, err: (err as Error).message }, 'could not send the refusal to reply_to'))
     }
     await r.deadLetterMessage(message, { deadLetterReason: outcome.reason, deadLetterErrorDescription: description.slice(0, DESCRIPTION_MAX) })
+    opts.onSettled?.('dead_lettered', outcome.reason)
   }
 
   async function handle (message: ServiceBusReceivedMessage): Promise<void> {

@@ -153,6 +153,13 @@ describe('the queue worker', () => {
       expect(eventsOf(bus, c.id), c.id).toEqual(['delivered', 'dead-letter'])
     }
     expect(creates(gw).length - before).toBe(0)
+    // Counted by reason, for dashboards and alerts.
+    const metrics = await request(`${gw.url}/metrics`)
+    const text = await metrics.body.text()
+    for (const [reason, n] of [['unknown_api_key', 2], ['validation_error', 1], ['invalid_message', 2], ['url_not_allowed', 2]] as const) {
+      expect(text, reason).toContain(`queue_messages_total{outcome="dead_lettered",reason="${reason}"} ${n}`)
+    }
+    expect(text).toContain('queue_messages_in_flight 0')
     // Nothing reserved and left behind by a refusal.
     for (const key of [ids.basic, ids.broke, ids.free]) expect((await store.balance(key, null, Date.now())).reserved_credits).toBe(0)
     // The refusal also goes to reply_to: the problem document, fields named.
