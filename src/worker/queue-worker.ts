@@ -92,7 +92,7 @@ export function createQueueWorker (opts: QueueWorkerOptions): QueueWorker {
     if ('queue' in replyTo) {
       const id = (body as { id?: unknown }).id
       await senderFor(replyTo.queue).sendMessages({
-        // One id per request, so a reply sent again after a redelivery is a duplicate duplicate detection can drop.
+        // One id per request: duplicate detection on the reply queue can drop a reply sent again after a redelivery.
         messageId: `reply:${String(message.messageId ?? correlationId)}`,
         body,
         contentType,
