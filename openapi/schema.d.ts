@@ -808,6 +808,11 @@ export interface components {
                     status: "ok" | "fail";
                     detail?: string;
                 };
+                /** @description Present when this process runs the queue worker: its receiver link is attached. */
+                worker?: {
+                    status: "ok" | "fail";
+                    detail?: string;
+                };
             };
         };
         /** @description Service detail for operators. */
@@ -931,6 +936,40 @@ export interface components {
                 /** @description The gateway's problem code (see Problem.code), or OpenAI's where one exists: `model_not_found`, `invalid_api_key`, `rate_limit_exceeded`, `insufficient_quota`, `content_policy_violation`. */
                 code: string | null;
             };
+        };
+        /** @description Where the finished prediction (with signed image URLs) goes. Absent: nowhere; read it with GET /v1/predictions/{id}. */
+        GenerationReplyTo: {
+            /** @description A queue in the same namespace: the prediction is sent there with the request's correlationId. */
+            queue: string;
+        } | {
+            /** @description A URL the prediction is POSTed to as JSON. */
+            webhook: string;
+        };
+        /** @description The JSON body of a generation request on the worker's Service Bus queue. `request` is the body of POST /v1/text-to-image or /v1/image-to-image, as `kind` says. Set the message's `messageId` (the idempotency key when none is given) and, for a reply, its `correlationId`. */
+        GenerationMessage: {
+            /** @enum {string} */
+            kind: "text-to-image";
+            request: components["schemas"]["TextToImageRequest"];
+            /**
+             * @description The id of the API key the request is made for (the 16 hex digits after `fgw_`): its plan, budget and ledger apply.
+             * @example 3f9c0a1b2c3d4e5f
+             */
+            api_key_id: string;
+            /** @description As the HTTP `Idempotency-Key` (and shared with it, per key and kind). Absent: the message's `messageId`. */
+            idempotency_key?: string;
+            reply_to?: components["schemas"]["GenerationReplyTo"];
+        } | {
+            /** @enum {string} */
+            kind: "image-to-image";
+            request: components["schemas"]["ImageToImageRequest"];
+            /**
+             * @description The id of the API key the request is made for (the 16 hex digits after `fgw_`): its plan, budget and ledger apply.
+             * @example 3f9c0a1b2c3d4e5f
+             */
+            api_key_id: string;
+            /** @description As the HTTP `Idempotency-Key` (and shared with it, per key and kind). Absent: the message's `messageId`. */
+            idempotency_key?: string;
+            reply_to?: components["schemas"]["GenerationReplyTo"];
         };
     };
     responses: never;

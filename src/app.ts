@@ -12,7 +12,7 @@ import { buildValidatorCompiler } from './validation.ts'
 import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
-import type { SafeFetcherOptions } from './net/safe-fetch.ts'
+import type { SafeFetcherOptions, SafePosterOptions } from './net/safe-fetch.ts'
 import type { TokenCredential } from '@azure/core-auth'
 import type { AzureClientOptions } from './vault/key-vault-source.ts'
 import type { TokenVaultOptions } from './vault/token-vault.ts'
@@ -41,11 +41,18 @@ export interface AppOverrides {
   tenancy?: TenancyOverrides
   /** How long, while no key has ever existed, the answer is trusted before the store is asked again. */
   auth?: { keysRecheckMs?: number, keyCacheMs?: number }
+  /**
+   * The queue worker's reply webhooks (e.g. `allowAddresses` and `http:` for a loopback test receiver), and how it
+   * waits out a retry backoff (a recording sleep).
+   */
+  worker?: { webhook?: SafePosterOptions, sleep?: (ms: number, signal: AbortSignal) => Promise<void> }
 }
 
 export interface AppOptions {
   config: Config
   overrides?: AppOverrides
+  /** `probes`: only /health, no OpenAPI document or docs page (the worker on its own); the services are the same. Default `all`. */
+  routes?: 'all' | 'probes'
 }
 
 const LOUD_LEVELS = new Set(['debug', 'trace'])
@@ -132,7 +139,14 @@ export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStr
 
 /** The whole service as one plugin: third-party setup, then our services, then the routes. */
 export async function serviceApp (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
-  await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
+  // The OpenAPI document and its docs page belong to the API; a probes-only process has neither.
+  if (opts.routes !== 'probes') await fastify.register(autoload, { dir: path.join(root, 'plugins', 'external'), options: opts, encapsulate: false })
   await fastify.register(autoload, { dir: path.join(root, 'plugins', 'app'), options: opts, encapsulate: false })
-  await fastify.register(autoload, { dir: path.join(root, 'routes'), options: opts, autoHooks: true, cascadeHooks: true })
+  await fastify.register(autoload, {
+    dir: path.join(root, 'routes'),
+    options: opts,
+    autoHooks: true,
+    cascadeHooks: true,
+    ...(opts.routes === 'probes' ? { matchFilter: (file: string) => file.startsWith('/health/') } : {})
+  })
 }

@@ -94,7 +94,21 @@ export const ConfigSchema = Type.Object({
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
-  OTEL_SERVICE_NAME: Type.String({ minLength: 1, default: 'flux-gateway' })
+  OTEL_SERVICE_NAME: Type.String({ minLength: 1, default: 'flux-gateway' }),
+  // --- the queue worker ---
+  /** Consume generation requests from a Service Bus queue inside this HTTP process (`npm run worker` runs it alone). */
+  WORKER: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),
+  /** Shared-key access (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`); absent: SERVICE_BUS_NAMESPACE with the identity. */
+  SERVICE_BUS_CONNECTION_STRING: Type.Optional(Type.String({ pattern: '^Endpoint=sb://' })),
+  /** The fully qualified namespace, e.g. `sb-flux.servicebus.windows.net`, signed in to with the service's identity. */
+  SERVICE_BUS_NAMESPACE: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9.-]+$' })),
+  SERVICE_BUS_QUEUE: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,260}$' })),
+  /** Messages handled at once. */
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+  /** Deliveries after which a message failing for a transient reason is dead-lettered instead of abandoned again. */
+  WORKER_MAX_DELIVERIES: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+  /** The probe port (`/health/live`, `/health/ready`) of `npm run worker`. */
+  WORKER_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3001 })
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -174,6 +188,7 @@ function crossFieldProblems (config: Config, serving: boolean): Array<{ variable
   if (config.REPLICATE_WEBHOOKS === 'on' && !config.PUBLIC_BASE_URL) {
     problems.push({ variable: 'PUBLIC_BASE_URL', message: 'is required when REPLICATE_WEBHOOKS is on: Replicate posts to <PUBLIC_BASE_URL>/v1/webhooks/replicate' })
   }
+  if (config.WORKER === 'on') problems.push(...workerProblems(config))
   for (const origin of corsOrigins(config).origins) {
     let parsed: URL | undefined
     try { parsed = new URL(origin) } catch { /* reported below */ }
@@ -183,6 +198,16 @@ function crossFieldProblems (config: Config, serving: boolean): Array<{ variable
   }
   if (corsOrigins(config).any && config.NODE_ENV === 'production') {
     problems.push({ variable: 'CORS_ORIGINS', message: 'may be * only while authentication is off, which it never is in production: list the origins' })
+  }
+  return problems
+}
+
+/** What the queue worker needs: a queue, and a connection string or a namespace for the identity. */
+export function workerProblems (config: Config): Array<{ variable: string, message: string }> {
+  const problems: Array<{ variable: string, message: string }> = []
+  if (!config.SERVICE_BUS_QUEUE) problems.push({ variable: 'SERVICE_BUS_QUEUE', message: 'is required when the queue worker runs' })
+  if (!config.SERVICE_BUS_CONNECTION_STRING && !config.SERVICE_BUS_NAMESPACE) {
+    problems.push({ variable: 'SERVICE_BUS_NAMESPACE', message: 'or SERVICE_BUS_CONNECTION_STRING is required when the queue worker runs' })
   }
   return problems
 }

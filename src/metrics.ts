@@ -46,6 +46,14 @@ export function createMetrics () {
     labelNames: ['provider', 'outcome', 'category'] as const,
     registers
   })
+  const queueMessages = new Counter({
+    name: 'queue_messages_total',
+    help: 'Queue worker messages settled, by outcome (completed, abandoned, dead_lettered) and reason (a problem code; empty when completed).',
+    labelNames: ['outcome', 'reason'] as const,
+    registers
+  })
+  let queueInFlight = (): number => 0
+  new Gauge({ name: 'queue_messages_in_flight', help: 'Messages the queue worker of this instance holds (locked, not settled).', registers, collect () { this.set(queueInFlight()) } })
   let queueDepth = (): number => 0
   new Gauge({ name: 'upstream_create_queue_depth', help: 'Creates waiting on this instance for a slot of Replicate\'s create rate.', registers, collect () { this.set(queueDepth()) } })
   let tracked = (): number => 0
@@ -77,9 +85,13 @@ export function createMetrics () {
         }
       }
     },
-    gauges (o: { queueDepth?: () => number, tracked?: () => number }): void {
+    queueSettled (outcome: 'completed' | 'abandoned' | 'dead_lettered', reason: string): void {
+      queueMessages.inc({ outcome, reason })
+    },
+    gauges (o: { queueDepth?: () => number, tracked?: () => number, queueInFlight?: () => number }): void {
       if (o.queueDepth) queueDepth = o.queueDepth
       if (o.tracked) tracked = o.tracked
+      if (o.queueInFlight) queueInFlight = o.queueInFlight
     }
   }
 }

@@ -22,7 +22,8 @@ async function main (): Promise<void> {
   }
   const app = await buildApp({ config }, await consoleLogStream({ isTTY: process.stdout.isTTY, nodeEnv: config.NODE_ENV }))
   if (envFile !== undefined) app.log.info({ envFile }, 'settings read from .env (the environment wins)')
-  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_DRAIN_DELAY_MS }, async ({ signal, err }) => {
+  // A queue worker may take the grace after the HTTP requests, and then abandon what is left.
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS + config.SHUTDOWN_DRAIN_DELAY_MS + (config.WORKER === 'on' ? 15_000 : 0) }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')
     await app.lifecycle.drain()

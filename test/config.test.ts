@@ -33,6 +33,21 @@ describe('config', () => {
     expect((err as Error).message).toContain('PORT')
   })
 
+  it('the queue worker needs a queue and a connection string or a namespace', () => {
+    const err = (() => {
+      try {
+        loadConfig({ WORKER: 'on' })
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).variables.sort()).toEqual(['SERVICE_BUS_NAMESPACE', 'SERVICE_BUS_QUEUE'])
+    expect(loadConfig({ WORKER: 'on', SERVICE_BUS_NAMESPACE: 'sb-flux.servicebus.windows.net', SERVICE_BUS_QUEUE: 'jobs' })).toMatchObject({ WORKER_CONCURRENCY: 8, WORKER_MAX_DELIVERIES: 5, WORKER_PORT: 3001 })
+    // Off, nothing about Service Bus is required.
+    expect(loadConfig({}).WORKER).toBe('off')
+  })
+
   it('refuses production without a token', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/REPLICATE_API_TOKEN is required in production/)
     expect(loadConfig({ NODE_ENV: 'production', REPLICATE_API_TOKEN: 'r8_x' }).NODE_ENV).toBe('production')

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
+import { ConfigSchema } from '../src/config.ts'
 import { PLAN_ALIASES, PLAN_NAMES, PLANS } from '../src/models/catalog.ts'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -23,5 +24,18 @@ describe('README', () => {
     for (const [plan, spec] of Object.entries(PLANS)) {
       expect(plans, plan).toMatch(new RegExp(`\`${plan}\`[^;]*${spec.defaultModel.replace(/\./g, '\\.')}`))
     }
+  })
+
+  it('the Queue worker section names every worker setting and every reason the worker itself dead-letters with', () => {
+    const start = readme.indexOf('## Queue worker')
+    expect(start).toBeGreaterThanOrEqual(0)
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 1))
+    const settings = Object.keys(ConfigSchema.properties).filter((k) => k === 'WORKER' || k.startsWith('WORKER_') || k.startsWith('SERVICE_BUS_'))
+    expect(settings.length).toBeGreaterThanOrEqual(7)
+    for (const name of settings) expect(section, name).toContain(`\`${name}\``)
+    const source = readFileSync(new URL('../src/worker/processor.ts', import.meta.url), 'utf8')
+    const reasons = [...new Set([...source.matchAll(/new Refusal\('([a-z_]+)'/g)].map((m) => m[1]!))]
+    expect(reasons.length).toBeGreaterThanOrEqual(4)
+    for (const reason of reasons) expect(section, reason).toContain(`\`${reason}\``)
   })
 })

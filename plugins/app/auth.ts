@@ -6,7 +6,7 @@ import { resolvePlan } from '../../src/models/catalog.ts'
 import { toProblem } from '../../src/problems.ts'
 import { createKeyVerifier } from '../../src/tenancy/key-cache.ts'
 import { createKeyRateLimiter } from '../../src/tenancy/key-rate-limiter.ts'
-import { ANONYMOUS_ID } from '../../src/tenancy/tenant.ts'
+import { ANONYMOUS_ID, tenantOf } from '../../src/tenancy/tenant.ts'
 import type { Tenant } from '../../src/tenancy/tenant.ts'
 
 declare module 'fastify' {
@@ -85,13 +85,7 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
     if (!match) return send(request, reply, new AppError('unauthorized', 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
     const key = await keys.verify(match[1]!)
     if (!key) return send(request, reply, new AppError('unauthorized', 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
-    request.tenant = {
-      id: key.id,
-      plan: resolvePlan(key.plan),
-      anonymous: false,
-      budget: key.budgetCredits === null ? null : { credits: key.budgetCredits, period: key.budgetPeriod },
-      rateLimitPerMinute: key.rateLimitPerMinute
-    }
+    request.tenant = tenantOf(key)
     request.log = request.log.child({ key_id: key.id })
     const limit = key.rateLimitPerMinute
     if (limit === null) return

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
-import { IDEMPOTENCY_KEY, REPLAYED_HEADERS, canonicalJson, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
+import { IDEMPOTENCY_KEY, IDEMPOTENCY_LOCK_MS, REPLAYED_HEADERS, canonicalJson, idempotencyScope, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -13,9 +13,6 @@ declare module 'fastify' {
     idempotency: { scope: string, fingerprint: string, done: boolean } | null
   }
 }
-
-/** A first attempt holds its key this long; a holder that died is taken over after it. */
-const LOCK_MS = 150_000
 
 /**
  * `Idempotency-Key` on creating POSTs, as Stripe does it: the same key and body within
@@ -37,9 +34,9 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
     if (typeof given !== 'string' || !IDEMPOTENCY_KEY.test(given)) {
       throw new AppError('validation_error', 'Idempotency-Key must be 1-255 visible ASCII characters.', { errors: [{ field: 'header.idempotency-key', message: 'must be 1-255 visible ASCII characters' }] })
     }
-    const scope = sha256(`${request.tenant.id}\n${request.method} ${request.routeOptions.url}\n${given}`)
+    const scope = idempotencyScope(request.tenant.id, `${request.method} ${request.routeOptions.url}`, given)
     const fingerprint = sha256(canonicalJson(request.body))
-    const begun = await store.idempotencyBegin(scope, fingerprint, { lockMs: LOCK_MS, ttlMs, now: Date.now() })
+    const begun = await store.idempotencyBegin(scope, fingerprint, { lockMs: IDEMPOTENCY_LOCK_MS, ttlMs, now: Date.now() })
     if (begun.state === 'mismatch') {
       throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request body.')
     }

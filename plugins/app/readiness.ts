@@ -67,6 +67,15 @@ export default fp(async function readiness (fastify: FastifyInstance, opts: AppO
     }
   }
 
+  /** With a queue worker, ready only while its receiver link is up. */
+  function workerCheck (): Check | undefined {
+    const worker = fastify.queueWorker
+    if (!worker) return undefined
+    return worker.status().receiving
+      ? { status: 'ok' }
+      : { status: 'fail', detail: `not receiving from ${opts.config.SERVICE_BUS_QUEUE ?? 'the queue'}: the receiver link is not attached` }
+  }
+
   async function check (): Promise<ReadinessReport> {
     const draining: Check = fastify.lifecycle.draining ? { status: 'fail', detail: 'shutting down' } : { status: 'ok' }
     const token = await tokenCheck()
@@ -76,8 +85,9 @@ export default fp(async function readiness (fastify: FastifyInstance, opts: AppO
       : token.status === 'fail' && fastify.tokenVault?.status().state === 'missing'
         ? { status: 'fail', detail: 'not checked without a token' }
         : await upstreamCheck()
-    const ok = draining.status === 'ok' && token.status === 'ok' && upstream.status === 'ok'
-    return { status: ok ? 'ready' : 'unavailable', checks: { draining, token, upstream } }
+    const worker = workerCheck()
+    const ok = draining.status === 'ok' && token.status === 'ok' && upstream.status === 'ok' && worker?.status !== 'fail'
+    return { status: ok ? 'ready' : 'unavailable', checks: { draining, token, upstream, ...(worker ? { worker } : {}) } }
   }
 
   fastify.decorate('readiness', {

@@ -4,6 +4,7 @@ import { FieldProblemSchema, PredictionErrorSchema, PredictionListSchema, Predic
 import { GENERATION_SCHEMAS } from '../../src/schemas/generation.ts'
 import { OPENAI_SCHEMAS } from '../../src/openai/schemas.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
+import { GenerationMessageSchema, ReplyToSchema } from '../../src/schemas/queue-message.ts'
 import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
 
 /** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
@@ -22,7 +23,9 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     BalanceSchema,
     UsageSchema,
     KeyInfoSchema,
-    ...OPENAI_SCHEMAS
+    ...OPENAI_SCHEMAS,
+    ReplyToSchema,
+    GenerationMessageSchema
   ]
   for (const schema of shared) fastify.addSchema(schema)
 }, { name: 'schemas' })

@@ -229,3 +229,72 @@ export function createSafeFetcher (opts: SafeFetcherOptions = {}): SafeFetcher {
     }
   }
 }
+
+export interface SafePosterOptions {
+  /** Default `['https:']`. */
+  allowedSchemes?: readonly string[]
+  lookup?: ResolveHost
+  /** Exact IP addresses exempted from the address policy (a test receiver on 127.0.0.1). */
+  allowAddresses?: readonly string[]
+  /** Deadline for each POST. Default 10 s. */
+  timeoutMs?: number
+}
+
+export interface SafePoster {
+  /** Why the URL may not be posted to (no DNS involved), or undefined. */
+  violation (url: string): string | undefined
+  /** POSTs JSON without following redirects; resolves with the status. A forbidden address is refused at connect time. */
+  post (url: string, body: unknown, headers?: Record<string, string>): Promise<number>
+  close (): Promise<void>
+}
+
+/**
+ * JSON POSTs to URLs a caller chose (reply webhooks) under the same address policy as image fetching, checked on the
+ * URL and again on the address each connection actually reaches.
+ */
+export function createSafePoster (opts: SafePosterOptions = {}): SafePoster {
+  const allowAddresses = new Set<string>()
+  for (const address of opts.allowAddresses ?? []) {
+    const canonical = canonicalAddress(address)
+    if (canonical === undefined) throw new TypeError(`allowAddresses: "${address}" is not an IP address`)
+    allowAddresses.add(canonical)
+  }
+  const policy: UrlPolicy = { allowedSchemes: opts.allowedSchemes ?? ['https:'], allowAddresses }
+  const timeoutMs = opts.timeoutMs ?? 10_000
+  const agent = new Agent({ connect: guardedConnector(opts.lookup ?? systemLookup, allowAddresses) })
+
+  function violation (url: string): string | undefined {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      return 'The URL is not a valid absolute URL.'
+    }
+    return urlPolicyViolation(parsed, policy)
+  }
+
+  return {
+    violation,
+    async post (url, body, headers = {}) {
+      const why = violation(url)
+      if (why !== undefined) throw new UrlNotAllowedError(why)
+      try {
+        const res = await request(url, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { 'content-type': 'application/json', 'user-agent': 'flux-gateway', ...headers },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(timeoutMs)
+        })
+        await res.body.dump()
+        return res.statusCode
+      } catch (err) {
+        throw appErrorIn(err) ?? err
+      }
+    },
+    async close () {
+      await agent.close()
+    }
+  }
+}
+

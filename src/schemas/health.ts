@@ -11,7 +11,8 @@ export const ReadinessSchema = Type.Object({
   checks: Type.Object({
     draining: CheckSchema,
     token: CheckSchema,
-    upstream: CheckSchema
+    upstream: CheckSchema,
+    worker: Type.Optional({ ...CheckSchema, description: 'Present when this process runs the queue worker: its receiver link is attached.' })
   }, { additionalProperties: false })
 }, { $id: 'Readiness', additionalProperties: false, description: 'What readiness checked and how each check went.' })
 

@@ -19,7 +19,18 @@ export function sha256 (text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
 
+/** A first attempt holds its key this long; a holder that died is taken over after it. */
+export const IDEMPOTENCY_LOCK_MS = 150_000
+
 export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
 
 /** Response headers a replay repeats. */
 export const REPLAYED_HEADERS = ['content-type', 'location', 'preference-applied'] as const
+
+/**
+ * The store key of an Idempotency-Key: per API key and operation (`POST /v1/text-to-image`), so the same key sent over
+ * HTTP and on the queue for the same kind of request names one record, and one prediction.
+ */
+export function idempotencyScope (tenantId: string, operation: string, key: string): string {
+  return sha256(`${tenantId}\n${operation}\n${key}`)
+}

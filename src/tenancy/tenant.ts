@@ -1,5 +1,6 @@
+import { resolvePlan } from '../models/catalog.ts'
 import type { PlanId } from '../models/catalog.ts'
-import type { Budget } from '../stores/types.ts'
+import type { ApiKeyRecord, Budget } from '../stores/types.ts'
 
 /** Who is calling: a key's id, plan, budget and rate limit, or the anonymous caller when auth is off. */
 export interface Tenant {
@@ -12,3 +13,14 @@ export interface Tenant {
 }
 
 export const ANONYMOUS_ID = 'anonymous'
+
+/** The tenant an active key record stands for: the same for a bearer key over HTTP and a key id on the queue. */
+export function tenantOf (key: ApiKeyRecord): Tenant {
+  return {
+    id: key.id,
+    plan: resolvePlan(key.plan),
+    anonymous: false,
+    budget: key.budgetCredits === null ? null : { credits: key.budgetCredits, period: key.budgetPeriod },
+    rateLimitPerMinute: key.rateLimitPerMinute
+  }
+}

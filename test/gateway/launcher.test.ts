@@ -5,6 +5,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { startFakeServiceBus } from '../fakes/service-bus/broker.ts'
 
 /**
  * The server stops with whatever launched it. `npm start` is what supervisors, CI scripts and IDEs run and signal:
@@ -47,11 +48,11 @@ async function within (ms: number, check: () => Promise<boolean> | boolean): Pro
 
 interface Launched { npm: ChildProcess, serverPid: number, port: number, logs: string[], npmExited: Promise<void> }
 
-/** `npm start` as a user runs it, on its in-process emulator, with its state in a temporary directory. */
-async function npmStart (): Promise<Launched> {
+/** `npm start` (or another script) as a user runs it, on its in-process emulator, with its state in a temporary directory. */
+async function npmStart (script: 'start' | 'worker' = 'start', extraEnv: Record<string, string> = {}): Promise<Launched> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fgw-launcher-'))
   dirs.push(dir)
-  const npm = spawn('npm', ['start'], {
+  const npm = spawn('npm', script === 'start' ? ['start'] : ['run', script], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -63,7 +64,8 @@ async function npmStart (): Promise<Launched> {
       STATE_SQLITE_PATH: path.join(dir, 'state.sqlite'),
       IMAGE_STORAGE_DIR: path.join(dir, 'images'),
       SHUTDOWN_DRAIN_DELAY_MS: '0',
-      SHUTDOWN_GRACE_MS: '2000'
+      SHUTDOWN_GRACE_MS: '2000',
+      ...extraEnv
     },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -71,7 +73,7 @@ async function npmStart (): Promise<Launched> {
   const logs: string[] = []
   const npmExited = new Promise<void>((resolve) => npm.once('exit', () => resolve()))
   const { serverPid, port } = await new Promise<{ serverPid: number, port: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`npm start did not come up:\n${logs.join('\n')}`)), 20_000)
+    const timer = setTimeout(() => reject(new Error(`npm ${script} did not come up:\n${logs.join('\n')}`)), 20_000)
     let buffer = ''
     npm.stdout!.on('data', (chunk: Buffer) => {
       buffer += String(chunk)
@@ -89,7 +91,7 @@ async function npmStart (): Promise<Launched> {
       }
     })
     npm.stderr!.on('data', (chunk: Buffer) => { logs.push(String(chunk)) })
-    npm.once('exit', (code) => { clearTimeout(timer); reject(new Error(`npm start exited (${code}):\n${logs.join('\n')}`)) })
+    npm.once('exit', (code) => { clearTimeout(timer); reject(new Error(`npm ${script} exited (${code}):\n${logs.join('\n')}`)) })
   })
   return { npm, serverPid, port, logs, npmExited }
 }
@@ -116,4 +118,22 @@ describe('the server stops with its launcher', () => {
     expect(await within(10_000, () => !alive(run.serverPid))).toBe(true)
     expect(await accepts(run.port)).toBe(false)
   })
+
+  it('SIGTERM to `npm run worker` reaches the worker: it closes its receiver link and exits', async () => {
+    const bus = await startFakeServiceBus()
+    try {
+      const run = await npmStart('worker', { WORKER_PORT: '0', SERVICE_BUS_CONNECTION_STRING: bus.connectionString, SERVICE_BUS_QUEUE: 'jobs' })
+      expect(run.serverPid).not.toBe(run.npm.pid)
+      await bus.waitFor('the receiver link', () => bus.receivers('jobs') === 1)
+      run.npm.kill('SIGTERM')
+      await run.npmExited
+      expect(await within(10_000, () => !alive(run.serverPid))).toBe(true)
+      expect(await accepts(run.port)).toBe(false)
+      expect(bus.receivers('jobs')).toBe(0)
+      expect(run.logs.some((l) => l.includes('"msg":"shutting down"') && l.includes('SIGTERM'))).toBe(true)
+    } finally {
+      await bus.close()
+    }
+  })
 })
+

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
 
-/** A gateway in its own process (`src/server.ts`), for restarts and many-instance tests. */
+/** A gateway in its own process (`src/server.ts`, or the worker alone: `src/worker/main.ts`), for restarts and many-instance tests. */
 export interface GatewayProcess {
   url: string
   child: ChildProcess
@@ -14,10 +14,11 @@ export interface GatewayProcess {
 
 const root = path.join(import.meta.dirname, '..', '..')
 
-export async function spawnGateway (env: Record<string, string>, o: { cwd?: string } = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', path.join(root, 'src', 'server.ts')], {
+export async function spawnGateway (env: Record<string, string>, o: { cwd?: string, entry?: 'server' | 'worker' } = {}): Promise<GatewayProcess> {
+  const entry = o.entry === 'worker' ? path.join(root, 'src', 'worker', 'main.ts') : path.join(root, 'src', 'server.ts')
+  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', entry], {
     cwd: o.cwd ?? root,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', READINESS_CACHE_MS: '0', ...env },
+    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', WORKER_PORT: '0', LOG_LEVEL: 'info', READINESS_CACHE_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const logs: string[] = []
