@@ -5,11 +5,12 @@
  * Each prints `LISTENING <url>` once it is ready.
  */
 import Fastify from 'fastify'
-import { startEmulator } from '../src/emulator/index.ts'
 
 const kind = process.argv[2]
 
 if (kind === 'emulator') {
+  // Imported here only: the bare app's cold start must not pay for loading the emulator.
+  const { startEmulator } = await import('../src/emulator/index.ts')
   const emulator = await startEmulator({
     timeScale: 0.01,
     // The point is to measure request handling, not Replicate's 3000/min read limit.
