@@ -394,6 +394,18 @@ export interface components {
              * @example blurry, low quality
              */
             negative_prompt?: string;
+            /**
+             * @description An https URL to POST the prediction to as it progresses (see `webhook_events_filter`), signed per Standard Webhooks with the key's secret. Private, loopback and cloud metadata addresses are refused (`url_not_allowed`). Default: the key's default webhook, if it has one.
+             * @example https://hooks.example.com/flux
+             */
+            webhook?: string;
+            /**
+             * @description Which events are sent to `webhook`: `start` (the prediction was created and is running), `output` (its images are kept, sent as it succeeds) and `completed` (it ended, however). Default `["completed"]`.
+             * @example [
+             *       "completed"
+             *     ]
+             */
+            webhook_events_filter?: ("start" | "output" | "completed")[];
         };
         /** @description Make a new image from an input image and a prompt. The output keeps the input's aspect ratio. */
         ImageToImageRequest: {
@@ -424,6 +436,18 @@ export interface components {
              */
             seed?: number;
             output_format?: components["schemas"]["OutputFormat"];
+            /**
+             * @description An https URL to POST the prediction to as it progresses (see `webhook_events_filter`), signed per Standard Webhooks with the key's secret. Private, loopback and cloud metadata addresses are refused (`url_not_allowed`). Default: the key's default webhook, if it has one.
+             * @example https://hooks.example.com/flux
+             */
+            webhook?: string;
+            /**
+             * @description Which events are sent to `webhook`: `start` (the prediction was created and is running), `output` (its images are kept, sent as it succeeds) and `completed` (it ended, however). Default `["completed"]`.
+             * @example [
+             *       "completed"
+             *     ]
+             */
+            webhook_events_filter?: ("start" | "output" | "completed")[];
         };
         /** @description Ask what a number of images of a model would cost. */
         QuoteRequest: {
@@ -714,7 +738,7 @@ export interface components {
              * @description Stable machine-readable code. New codes may be added; treat an unknown one by its `status`.
              *
              *     - `validation_error` (400): A field is missing, unknown or out of range; `errors` names each one.
-             *     - `url_not_allowed` (400): An `image_url` (or a redirect it leads to) points at an address the service does not fetch from: private, loopback or cloud metadata.
+             *     - `url_not_allowed` (400): An `image_url` (or a redirect it leads to), or a `webhook`, points at an address the service does not connect to: private, loopback or cloud metadata.
              *     - `unknown_plan` (400): A plan name that does not exist.
              *     - `bad_request` (400): A request the HTTP layer refused for another reason; `status` says which (400, 405, …).
              *     - `unauthorized` (401): No valid API key: send `Authorization: Bearer <key>`.

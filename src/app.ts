@@ -17,6 +17,7 @@ import type { TokenCredential } from '@azure/core-auth'
 import type { AzureClientOptions } from './vault/key-vault-source.ts'
 import type { TokenVaultOptions } from './vault/token-vault.ts'
 import type { TenancyOverrides } from './tenancy/overrides.ts'
+import type { WebhookDispatcherOptions } from './webhooks/dispatcher.ts'
 
 const root = path.join(import.meta.dirname, '..')
 const VERSION = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version
@@ -46,6 +47,8 @@ export interface AppOverrides {
    * waits out a retry backoff (a recording sleep).
    */
   worker?: { webhook?: SafePosterOptions, sleep?: (ms: number, signal: AbortSignal) => Promise<void> }
+  /** Callers' webhooks: the poster's options (a lookup), and the dispatcher's clock, waits and sweep. */
+  webhooks?: { poster?: SafePosterOptions } & Partial<Pick<WebhookDispatcherOptions, 'sleep' | 'now' | 'sweepMs' | 'leaseMs' | 'inlineWaitMs' | 'instanceId'>>
 }
 
 export interface AppOptions {

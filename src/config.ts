@@ -83,6 +83,8 @@ export const ConfigSchema = Type.Object({
   REPLICATE_WEBHOOKS: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),
   /** The whsec_… key webhooks are signed with; absent, it is read once from Replicate. */
   REPLICATE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$' })),
+  /** Development only: callers' webhooks may be http and point at loopback or private addresses (never cloud metadata). Refused in production. */
+  WEBHOOK_ALLOW_INSECURE: Type.Boolean({ default: false }),
   // --- browsers ---
   /** Comma-separated exact origins that may call the API from a page (`*` only while authentication is off). */
   CORS_ORIGINS: Type.Optional(Type.String({ pattern: '^\\s*[^\\s,]+\\s*(,\\s*[^\\s,]+\\s*)*$' })),
@@ -187,6 +189,9 @@ function crossFieldProblems (config: Config, serving: boolean): Array<{ variable
   }
   if (config.REPLICATE_WEBHOOKS === 'on' && !config.PUBLIC_BASE_URL) {
     problems.push({ variable: 'PUBLIC_BASE_URL', message: 'is required when REPLICATE_WEBHOOKS is on: Replicate posts to <PUBLIC_BASE_URL>/v1/webhooks/replicate' })
+  }
+  if (config.WEBHOOK_ALLOW_INSECURE && config.NODE_ENV === 'production') {
+    problems.push({ variable: 'WEBHOOK_ALLOW_INSECURE', message: 'must not be true in production: it lets callers aim webhooks at http and at private addresses' })
   }
   if (config.WORKER === 'on') problems.push(...workerProblems(config))
   for (const origin of corsOrigins(config).origins) {

@@ -5,7 +5,7 @@
  */
 export const ERROR_CODES = {
   validation_error: { status: 400, description: 'A field is missing, unknown or out of range; `errors` names each one.' },
-  url_not_allowed: { status: 400, description: 'An `image_url` (or a redirect it leads to) points at an address the service does not fetch from: private, loopback or cloud metadata.' },
+  url_not_allowed: { status: 400, description: 'An `image_url` (or a redirect it leads to), or a `webhook`, points at an address the service does not connect to: private, loopback or cloud metadata.' },
   unknown_plan: { status: 400, description: 'A plan name that does not exist.' },
   bad_request: { status: 400, description: 'A request the HTTP layer refused for another reason; `status` says which (400, 405, …).' },
   unauthorized: { status: 401, description: 'No valid API key: send `Authorization: Bearer <key>`.' },

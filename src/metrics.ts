@@ -52,6 +52,13 @@ export function createMetrics () {
     labelNames: ['outcome', 'reason'] as const,
     registers
   })
+  const webhookDeliveries = new Counter({
+    name: 'webhook_deliveries_total',
+    help: 'Webhook delivery attempts to callers, by outcome: delivered, retrying (failed, another attempt is scheduled), failed (given up).',
+    labelNames: ['outcome'] as const,
+    registers
+  })
+  for (const outcome of ['delivered', 'retrying', 'failed']) webhookDeliveries.inc({ outcome }, 0)
   let queueInFlight = (): number => 0
   new Gauge({ name: 'queue_messages_in_flight', help: 'Messages the queue worker of this instance holds (locked, not settled).', registers, collect () { this.set(queueInFlight()) } })
   let queueDepth = (): number => 0
@@ -87,6 +94,9 @@ export function createMetrics () {
     },
     queueSettled (outcome: 'completed' | 'abandoned' | 'dead_lettered', reason: string): void {
       queueMessages.inc({ outcome, reason })
+    },
+    webhookDelivery (outcome: 'delivered' | 'retrying' | 'failed'): void {
+      webhookDeliveries.inc({ outcome })
     },
     gauges (o: { queueDepth?: () => number, tracked?: () => number, queueInFlight?: () => number }): void {
       if (o.queueDepth) queueDepth = o.queueDepth

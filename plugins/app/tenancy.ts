@@ -2,7 +2,10 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isIP } from 'node:net'
 import type { AppOptions } from '../../src/app.ts'
-import { createSafeFetcher } from '../../src/net/safe-fetch.ts'
+import { createSafeFetcher, createSafePoster } from '../../src/net/safe-fetch.ts'
+import type { PublicPrediction } from '../../src/schemas/common.ts'
+import { createWebhookDispatcher } from '../../src/webhooks/dispatcher.ts'
+import type { WebhookDispatcher } from '../../src/webhooks/dispatcher.ts'
 import { createHostAllowList, policyHost } from '../../src/net/url-policy.ts'
 import { createAzureBlobImageStorage, createLocalImageStorage } from '../../src/tenancy/image-storage.ts'
 import type { ImageStorage } from '../../src/tenancy/image-storage.ts'
@@ -13,6 +16,8 @@ import { WEBHOOK_GRACE_MS } from '../../src/tenancy/webhook-receiver.ts'
 declare module 'fastify' {
   interface FastifyInstance {
     tenancy: TenantService
+    /** Callers' webhooks: deliveries, their retries and the keys' signing secrets. */
+    webhooks: WebhookDispatcher
     /** The origin our own URLs (kept images) are built on for this request. */
     publicBaseUrl: (request: FastifyRequest) => string
   }
@@ -44,6 +49,20 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     timeoutMs: 60_000
   })
 
+  const { poster: posterOptions, ...dispatcherOverrides } = overrides.webhooks ?? {}
+  const insecure = config.WEBHOOK_ALLOW_INSECURE
+  const webhooks = createWebhookDispatcher({
+    store: fastify.state,
+    poster: createSafePoster({ allowedSchemes: insecure ? ['https:', 'http:'] : ['https:'], allowPrivate: insecure, ...posterOptions }),
+    log: fastify.log.child({ component: 'webhooks' }),
+    // Image URLs in a payload are signed at each attempt: a retry hours later still hands out working ones.
+    signPayload: (payload) => fastify.imageUrls.signOutput(payload as PublicPrediction),
+    leaseMs: config.TRACKER_LEASE_MS,
+    onOutcome: fastify.metrics.webhookDelivery,
+    ...dispatcherOverrides
+  })
+  fastify.decorate('webhooks', webhooks)
+
   const service = createTenantService({
     inner: fastify.predictions,
     replicate: fastify.replicate,
@@ -58,6 +77,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     // With webhooks on, a new prediction's tracker leaves it to the webhook for a minute before polling.
     webhookGraceMs: config.REPLICATE_WEBHOOKS === 'on' ? WEBHOOK_GRACE_MS : 0,
     onEnded: fastify.metrics.predictionEnded,
+    webhooks,
     ...overrides.tenancy?.service
   })
   fastify.decorate('tenancy', service)
@@ -67,6 +87,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
   fastify.decorate('publicBaseUrl', (request: FastifyRequest) => configured ?? `${request.protocol}://${request.host}`)
 
   fastify.addHook('onReady', async () => {
+    webhooks.start()
     const resumed = await service.resume()
     if (resumed > 0) fastify.log.info({ predictions: resumed }, 'resumed tracking unfinished predictions')
   })
@@ -75,6 +96,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
   // so this runs before the Replicate client, the in-process emulator (which serves the images) and the store close.
   fastify.addHook('onClose', async () => {
     await service.close()
+    await webhooks.close()
     await fetcher.close()
   })
-}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate', 'metrics', 'upstream-limits'] })
+}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate', 'metrics', 'upstream-limits', 'image-urls'] })

@@ -100,6 +100,22 @@ function embeddedIPv4 (groups: number[]): string | undefined {
   return undefined
 }
 
+// Cloud metadata services: never reachable, whatever a development setting opens up.
+const metadataV4 = new BlockList()
+metadataV4.addSubnet('169.254.0.0', 16, 'ipv4')
+metadataV4.addAddress('100.100.100.200', 'ipv4')
+const METADATA_V6 = new Set(['fd00:ec2::254'])
+
+/** True for cloud metadata endpoints (the link-local block, Alibaba's, AWS's IPv6 one), in any spelling. */
+export function isMetadataAddress (ip: string): boolean {
+  const address = canonicalAddress(ip)
+  if (address === undefined) return true
+  if (isIPv4(address)) return metadataV4.check(address, 'ipv4')
+  const embedded = embeddedIPv4(ipv6Groups(address))
+  if (embedded !== undefined) return metadataV4.check(embedded, 'ipv4')
+  return METADATA_V6.has(address) || (((ipv6Groups(address)[0] ?? 0) & 0xffc0) === 0xfe80)
+}
+
 /**
  * True when the gateway must not connect to this address. Anything that is not an IP literal is
  * treated as forbidden, so a caller that passes a host name by mistake fails closed.

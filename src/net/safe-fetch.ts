@@ -66,11 +66,11 @@ const FORBIDDEN_ADDRESS_MESSAGE = 'The URL points to a forbidden address.'
 const systemLookup: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, order: 'verbatim' })
 
 /** A net/tls `lookup` that resolves with `resolve` and refuses the connection if any address is forbidden. */
-function guardedLookup (resolve: ResolveHost, allowAddresses: ReadonlySet<string>): LookupFunction {
+function guardedLookup (resolve: ResolveHost, allowAddresses: ReadonlySet<string>, allowPrivate: boolean): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname).then((found) => {
       // One forbidden address taints the name: which one the socket picks is not ours to decide.
-      if (found.some((entry) => !isAddressPermitted(entry.address, allowAddresses))) {
+      if (found.some((entry) => !isAddressPermitted(entry.address, allowAddresses, allowPrivate))) {
         callback(new UrlNotAllowedError(FORBIDDEN_ADDRESS_MESSAGE), '')
         return
       }
@@ -89,11 +89,11 @@ function guardedLookup (resolve: ResolveHost, allowAddresses: ReadonlySet<string
   }
 }
 
-function guardedConnector (resolve: ResolveHost, allowAddresses: ReadonlySet<string>): buildConnector.connector {
-  const connect = buildConnector({ lookup: guardedLookup(resolve, allowAddresses) })
+function guardedConnector (resolve: ResolveHost, allowAddresses: ReadonlySet<string>, allowPrivate = false): buildConnector.connector {
+  const connect = buildConnector({ lookup: guardedLookup(resolve, allowAddresses, allowPrivate) })
   return (options, callback) => {
     // Sockets skip `lookup` for IP literals, so those are checked here.
-    if (isIP(options.hostname) !== 0 && !isAddressPermitted(options.hostname, allowAddresses)) {
+    if (isIP(options.hostname) !== 0 && !isAddressPermitted(options.hostname, allowAddresses, allowPrivate)) {
       callback(new UrlNotAllowedError(FORBIDDEN_ADDRESS_MESSAGE), null)
       return
     }
@@ -103,7 +103,7 @@ function guardedConnector (resolve: ResolveHost, allowAddresses: ReadonlySet<str
         return
       }
       const remote = socket.remoteAddress
-      if (remote !== undefined && !isAddressPermitted(remote, allowAddresses)) {
+      if (remote !== undefined && !isAddressPermitted(remote, allowAddresses, allowPrivate)) {
         socket.destroy()
         callback(new UrlNotAllowedError(FORBIDDEN_ADDRESS_MESSAGE), null)
         return
@@ -236,6 +236,11 @@ export interface SafePosterOptions {
   lookup?: ResolveHost
   /** Exact IP addresses exempted from the address policy (a test receiver on 127.0.0.1). */
   allowAddresses?: readonly string[]
+  /**
+   * Development only (WEBHOOK_ALLOW_INSECURE): private and loopback addresses and local names are allowed too; cloud
+   * metadata addresses never are.
+   */
+  allowPrivate?: boolean
   /** Deadline for each POST. Default 10 s. */
   timeoutMs?: number
 }
@@ -243,7 +248,10 @@ export interface SafePosterOptions {
 export interface SafePoster {
   /** Why the URL may not be posted to (no DNS involved), or undefined. */
   violation (url: string): string | undefined
-  /** POSTs JSON without following redirects; resolves with the status. A forbidden address is refused at connect time. */
+  /**
+   * POSTs JSON (a string is sent as it is, for bodies that are signed) without following redirects; resolves with the
+   * status. A forbidden address is refused at connect time.
+   */
   post (url: string, body: unknown, headers?: Record<string, string>): Promise<number>
   close (): Promise<void>
 }
@@ -259,9 +267,10 @@ export function createSafePoster (opts: SafePosterOptions = {}): SafePoster {
     if (canonical === undefined) throw new TypeError(`allowAddresses: "${address}" is not an IP address`)
     allowAddresses.add(canonical)
   }
-  const policy: UrlPolicy = { allowedSchemes: opts.allowedSchemes ?? ['https:'], allowAddresses }
+  const allowPrivate = opts.allowPrivate === true
+  const policy: UrlPolicy = { allowedSchemes: opts.allowedSchemes ?? ['https:'], allowAddresses, allowPrivate }
   const timeoutMs = opts.timeoutMs ?? 10_000
-  const agent = new Agent({ connect: guardedConnector(opts.lookup ?? systemLookup, allowAddresses) })
+  const agent = new Agent({ connect: guardedConnector(opts.lookup ?? systemLookup, allowAddresses, allowPrivate) })
 
   function violation (url: string): string | undefined {
     let parsed: URL
@@ -283,7 +292,7 @@ export function createSafePoster (opts: SafePosterOptions = {}): SafePoster {
           method: 'POST',
           dispatcher: agent,
           headers: { 'content-type': 'application/json', 'user-agent': 'flux-gateway', ...headers },
-          body: JSON.stringify(body),
+          body: typeof body === 'string' ? body : JSON.stringify(body),
           signal: AbortSignal.timeout(timeoutMs)
         })
         await res.body.dump()

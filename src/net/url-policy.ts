@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { canonicalAddress, isForbiddenAddress } from './address-policy.ts'
+import { canonicalAddress, isForbiddenAddress, isMetadataAddress } from './address-policy.ts'
 
 /**
  * Checks on a URL that need no DNS: scheme, credentials, port, special-use host names, IP
@@ -14,6 +14,11 @@ export interface UrlPolicy {
   allowedHosts?: ((host: string) => boolean) | undefined
   /** Canonical IP addresses exempted from the address policy. */
   allowAddresses?: ReadonlySet<string> | undefined
+  /**
+   * Development only: private, loopback and local names are allowed too, cloud metadata never
+   * (WEBHOOK_ALLOW_INSECURE).
+   */
+  allowPrivate?: boolean | undefined
   /** Refuse explicit non-default ports (`https://example.com:8443/`). */
   defaultPortOnly?: boolean | undefined
 }
@@ -29,7 +34,8 @@ export function policyHost (url: URL): string {
   return host
 }
 
-export function isAddressPermitted (address: string, allowAddresses: ReadonlySet<string> | undefined): boolean {
+export function isAddressPermitted (address: string, allowAddresses: ReadonlySet<string> | undefined, allowPrivate = false): boolean {
+  if (allowPrivate && canonicalAddress(address) !== undefined && !isMetadataAddress(address)) return true
   if (allowAddresses !== undefined && allowAddresses.size > 0) {
     const canonical = canonicalAddress(address)
     if (canonical !== undefined && allowAddresses.has(canonical)) return true
@@ -47,8 +53,11 @@ export function urlPolicyViolation (url: URL, policy: UrlPolicy): string | undef
   const host = policyHost(url)
   if (host === '') return 'The URL has no host.'
   if (isIP(host) !== 0) {
-    if (!isAddressPermitted(host, policy.allowAddresses)) return 'The URL points to a forbidden address.'
-  } else {
+    if (!isAddressPermitted(host, policy.allowAddresses, policy.allowPrivate)) return 'The URL points to a forbidden address.'
+  } else if (host.endsWith('.internal')) {
+    // metadata.google.internal among them; refused even in development.
+    return 'The URL points to a local host name.'
+  } else if (policy.allowPrivate !== true) {
     if (host === 'localhost' || LOCAL_SUFFIXES.some((suffix) => host.endsWith(suffix))) {
       return 'The URL points to a local host name.'
     }

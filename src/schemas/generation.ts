@@ -132,6 +132,26 @@ const outputFormatField = Type.Optional(ref(OutputFormatSchema, {
   examples: ['png']
 }))
 
+const WebhookField = Type.String({
+  minLength: 1,
+  maxLength: 2048,
+  pattern: '^https?://',
+  description: 'An https URL to POST the prediction to as it progresses (see `webhook_events_filter`), signed per ' +
+    'Standard Webhooks with the key\'s secret. Private, loopback and cloud metadata addresses are refused ' +
+    '(`url_not_allowed`). Default: the key\'s default webhook, if it has one.',
+  examples: ['https://hooks.example.com/flux']
+})
+
+export const WEBHOOK_EVENTS = ['start', 'output', 'completed'] as const
+
+const WebhookEventsFilterField = Type.Array(Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e))), {
+  minItems: 1,
+  uniqueItems: true,
+  description: 'Which events are sent to `webhook`: `start` (the prediction was created and is running), `output` ' +
+    '(its images are kept, sent as it succeeds) and `completed` (it ended, however). Default `["completed"]`.',
+  examples: [['completed']]
+})
+
 // ---- requests -------------------------------------------------------------------------------------------------
 
 export const TextToImageRequestSchema = Type.Object({
@@ -164,7 +184,9 @@ export const TextToImageRequestSchema = Type.Object({
     description: 'Accepted for compatibility but never used: FLUX models have no negative prompt. ' +
       "Giving one adds an 'ignored' warning; describe what you want in `prompt` instead.",
     examples: ['blurry, low quality']
-  }))
+  })),
+  webhook: Type.Optional(WebhookField),
+  webhook_events_filter: Type.Optional(WebhookEventsFilterField)
 }, {
   $id: 'TextToImageRequest',
   additionalProperties: false,
@@ -195,7 +217,9 @@ export const ImageToImageRequestSchema = Type.Object({
   })),
   guidance_scale: Type.Optional(GuidanceField),
   seed: Type.Optional(SeedField),
-  output_format: outputFormatField
+  output_format: outputFormatField,
+  webhook: Type.Optional(WebhookField),
+  webhook_events_filter: Type.Optional(WebhookEventsFilterField)
 }, {
   $id: 'ImageToImageRequest',
   additionalProperties: false,

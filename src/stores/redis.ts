@@ -2,7 +2,7 @@ import { Redis } from 'ioredis'
 import { dayOf, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
   ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec, RateTake,
-  ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
+  ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow, WebhookDelivery
 } from './types.ts'
 
 /**
@@ -350,6 +350,30 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
     async rateTake (bucket: string, spec: RateSpec, now: number): Promise<RateTake> {
       const [allowed, waitMs, retryAfterMs, remaining, resetMs] = await redis.fgwRateTake(`${p}rl:${bucket}`, spec.perMinute, spec.burst, spec.maxWaitMs, now)
       return { allowed: allowed === 1, waitMs: Number(waitMs), retryAfterMs: Number(retryAfterMs), remaining: Number(remaining), resetMs: Number(resetMs) }
+    },
+
+    async putWebhookDelivery (d) {
+      // whd:by:<prediction> lists a prediction's deliveries; whd:due holds the pending ones by when they are due.
+      const m = redis.multi().set(`${p}whd:${d.id}`, JSON.stringify(d)).zadd(`${p}whd:by:${d.predictionId}`, d.createdAt, d.id)
+      if (d.state === 'pending') m.zadd(`${p}whd:due`, d.nextAt, d.id)
+      else m.zrem(`${p}whd:due`, d.id)
+      await m.exec()
+    },
+    async getWebhookDelivery (id) {
+      const doc = await redis.get(`${p}whd:${id}`)
+      return doc ? JSON.parse(doc) as WebhookDelivery : undefined
+    },
+    async listWebhookDeliveries (predictionId) {
+      const ids = await redis.zrange(`${p}whd:by:${predictionId}`, 0, -1)
+      if (ids.length === 0) return []
+      const docs = await redis.mget(ids.map((id) => `${p}whd:${id}`))
+      return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as WebhookDelivery)
+    },
+    async listDueWebhookDeliveries (now, limit) {
+      const ids = await redis.zrangebyscore(`${p}whd:due`, '-inf', now, 'LIMIT', 0, limit)
+      if (ids.length === 0) return []
+      const docs = await redis.mget(ids.map((id) => `${p}whd:${id}`))
+      return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as WebhookDelivery).filter((d) => d.state === 'pending')
     },
 
     async lease (name, holder, ttlMs) {

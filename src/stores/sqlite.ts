@@ -5,7 +5,7 @@ import type { SQLInputValue } from 'node:sqlite'
 import { dayOf, gcra, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
   ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec,
-  RateTake, ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow
+  RateTake, ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow, WebhookDelivery
 } from './types.ts'
 
 /**
@@ -73,6 +73,16 @@ CREATE TABLE IF NOT EXISTS secrets (
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  prediction_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  next_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_prediction ON webhook_deliveries (prediction_id, created_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_at);
 CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY,
   holder TEXT NOT NULL,
@@ -159,6 +169,11 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     getBucket: db.prepare('SELECT tat, expires_at FROM rate_buckets WHERE name = ?'),
     putBucket: db.prepare(`INSERT INTO rate_buckets (name, tat, expires_at) VALUES (?, ?, ?)
       ON CONFLICT (name) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at`),
+    putDelivery: db.prepare(`INSERT INTO webhook_deliveries (id, prediction_id, state, next_at, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET state = excluded.state, next_at = excluded.next_at, doc = excluded.doc`),
+    getDelivery: db.prepare('SELECT doc FROM webhook_deliveries WHERE id = ?'),
+    listDeliveries: db.prepare('SELECT doc FROM webhook_deliveries WHERE prediction_id = ? ORDER BY created_at, id'),
+    listDue: db.prepare(`SELECT doc FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?`),
     getLease: db.prepare('SELECT holder, expires_at FROM leases WHERE name = ?'),
     putLease: db.prepare(`INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at`),
@@ -279,6 +294,20 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     async settle (id, final, now) {
       return Number(q.settle.run(final.credits, roundUsd(final.usd), final.images, now, id).changes) > 0
     },
+    async putWebhookDelivery (d) {
+      q.putDelivery.run(d.id, d.predictionId, d.state, d.nextAt, d.createdAt, JSON.stringify(d))
+    },
+    async getWebhookDelivery (id) {
+      const row = q.getDelivery.get(id) as Row | undefined
+      return row ? JSON.parse(String(row.doc)) as WebhookDelivery : undefined
+    },
+    async listWebhookDeliveries (predictionId) {
+      return (q.listDeliveries.all(predictionId) as Row[]).map((r) => JSON.parse(String(r.doc)) as WebhookDelivery)
+    },
+    async listDueWebhookDeliveries (now, limit) {
+      return (q.listDue.all(now, limit) as Row[]).map((r) => JSON.parse(String(r.doc)) as WebhookDelivery)
+    },
+
     async release (id, now) {
       return Number(q.release.run(now, id).changes) > 0
     },

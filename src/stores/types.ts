@@ -49,6 +49,8 @@ export interface PredictionEntry {
   /** The images are kept and the ledger settled; nothing more to track. */
   finalized: boolean
   kept: KeptImage[]
+  /** Where the caller asked for the prediction's events, and the origin its image URLs are built on. */
+  webhook?: { url: string, events: WebhookEvent[], baseUrl: string }
 }
 
 /**
@@ -68,6 +70,7 @@ export interface PendingCreate {
   numImages: number
   creditsPerImage: number
   warnings?: unknown[]
+  webhook?: PredictionEntry['webhook']
   createdAt: number
 }
 
@@ -196,6 +199,32 @@ export interface PredictionPage {
   next: PredictionCursor | null
 }
 
+export type WebhookEvent = 'start' | 'output' | 'completed'
+
+export interface WebhookAttempt {
+  at: number
+  /** The receiver's HTTP status; null when none came (refused, unreachable, timed out). */
+  status: number | null
+  error: string | null
+}
+
+/** One event of one prediction to its caller's webhook, with every attempt made so far. */
+export interface WebhookDelivery {
+  /** The `webhook-id`: the same on every attempt, so receivers can drop duplicates. */
+  id: string
+  predictionId: string
+  owner: string
+  url: string
+  event: WebhookEvent
+  /** The prediction as the event saw it; image URLs are signed afresh at each attempt. */
+  payload: unknown
+  state: 'pending' | 'delivered' | 'failed'
+  attempts: WebhookAttempt[]
+  /** When the next attempt is due (ms epoch), while pending. */
+  nextAt: number
+  createdAt: number
+}
+
 export interface StateStore {
   readonly kind: 'sqlite' | 'redis'
 
@@ -220,6 +249,14 @@ export interface StateStore {
   deletePendingCreate: (ledgerId: string) => Promise<boolean>
   /** Pending creates written before `olderThan` (ms epoch), oldest first. */
   listPendingCreates: (olderThan: number) => Promise<PendingCreate[]>
+
+  /** Writes a delivery (new, or after an attempt). */
+  putWebhookDelivery: (delivery: WebhookDelivery) => Promise<void>
+  getWebhookDelivery: (id: string) => Promise<WebhookDelivery | undefined>
+  /** One prediction's deliveries, oldest first. */
+  listWebhookDeliveries: (predictionId: string) => Promise<WebhookDelivery[]>
+  /** Pending deliveries due by `now`, soonest first, at most `limit`. */
+  listDueWebhookDeliveries: (now: number, limit: number) => Promise<WebhookDelivery[]>
 
   /** Holds credits against the key's budget, atomically: concurrent reserves never overspend it. */
   reserve: (req: ReserveRequest) => Promise<ReserveResult>

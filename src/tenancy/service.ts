@@ -16,6 +16,9 @@ import type { ImageStorage } from './image-storage.ts'
 import { createPendingReconciler, inputHash } from './pending-creates.ts'
 import type { Tenant } from './tenant.ts'
 import { withSpan } from '../telemetry.ts'
+import { UrlNotAllowedError } from '../net/errors.ts'
+import type { WebhookEvent } from '../stores/types.ts'
+import type { WebhookDispatcher } from '../webhooks/dispatcher.ts'
 
 /**
  * Predictions as tenants see them: the plan decides the model, credits are reserved before anything
@@ -56,6 +59,8 @@ export interface TenantServiceOptions {
    * any create can take. Default 150 s.
    */
   reconcileAfterMs?: number
+  /** Sends the events callers ask for with `webhook`; without it, a create naming a webhook is refused. */
+  webhooks?: WebhookDispatcher
   /** Told once of each prediction as it is finalized (metrics). */
   onEnded?: (ended: { model: string, status: string, seconds: number, credits: number }) => void
   now?: () => number
@@ -212,11 +217,25 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       const final: PredictionEntry = { ...entry, last, finalized: true, kept }
       await store.putPrediction(final)
       log.info({ predictionId: entry.id, status: pub.status, kept: kept.length }, 'prediction finalized')
-      if (ended) opts.onEnded?.({ model: entry.model, status: pub.status, seconds: Math.max(0, now() - entry.createdAt) / 1000, credits: charged })
+      if (ended) {
+        opts.onEnded?.({ model: entry.model, status: pub.status, seconds: Math.max(0, now() - entry.createdAt) / 1000, credits: charged })
+        // Only the finalization that moved the ledger sends, so a prediction's end is announced once across instances.
+        if (pub.status === 'succeeded') await announce(final, 'output')
+        await announce(final, 'completed')
+      }
       return final
     })().finally(() => { finalizing.delete(entry.id) })
     finalizing.set(entry.id, work)
     return work
+  }
+
+  /** Records a webhook delivery of this event, when the caller asked for it; a store failure is logged, not thrown. */
+  async function announce (entry: PredictionEntry, event: WebhookEvent): Promise<void> {
+    const hook = entry.webhook
+    if (!hook || !hook.events.includes(event) || !opts.webhooks) return
+    const payload = present(entry, entry.last as PublicPrediction, hook.baseUrl)
+    await opts.webhooks.enqueue({ predictionId: entry.id, owner: entry.owner, url: hook.url, event, payload })
+      .catch((err: unknown) => { log.error({ err, predictionId: entry.id, event }, 'could not record a webhook delivery') })
   }
 
   /**
@@ -318,7 +337,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
         ledgerId: pending.ledgerId,
         last: pub,
         finalized: false,
-        kept: []
+        kept: [],
+        ...(pending.webhook ? { webhook: pending.webhook } : {})
       }
       await store.putPrediction(entry)
       if (TERMINAL.has(pub.status)) {
@@ -337,7 +357,15 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       .finally(() => { reconciling = undefined })
   }
 
-  async function create (tenant: Tenant, kind: 't2i' | 'i2i', body: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
+  async function create (tenant: Tenant, kind: 't2i' | 'i2i', request: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
+    const { webhook: webhookUrl, webhook_events_filter: events, ...body } = request
+    let webhook: PredictionEntry['webhook']
+    if (webhookUrl !== undefined) {
+      // Checked before anything is reserved or created: a refused URL leaves nothing behind.
+      const why = opts.webhooks ? opts.webhooks.violation(webhookUrl) : 'Webhooks are not available here.'
+      if (why !== undefined) throw new UrlNotAllowedError(why, { field: 'webhook' })
+      webhook = { url: webhookUrl, events: events ?? ['completed'], baseUrl: o.baseUrl }
+    }
     const modelId = body.model ?? (kind === 't2i' ? getModelForPlan(tenant.plan) : getImageToImageModelForPlan(tenant.plan, { unrestricted: tenant.anonymous }))
     if (!tenant.anonymous) assertModelInPlan(tenant.plan, modelId)
     const spec = getModel(modelId)
@@ -366,6 +394,7 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
           numImages,
           creditsPerImage: spec.creditsPerImage,
           warnings: info.warnings,
+          ...(webhook ? { webhook } : {}),
           createdAt: now()
         })
         pendingWritten = true
@@ -394,10 +423,12 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       ledgerId,
       last: pub,
       finalized: false,
-      kept: []
+      kept: [],
+      ...(webhook ? { webhook } : {})
     }
     await store.putPrediction(entry)
     forgetPending()
+    await announce(entry, 'start')
     if (TERMINAL.has(pub.status)) entry = await finalize(entry, pub)
     else track(entry, opts.webhookGraceMs)
     return { prediction: present(entry, entry.last as PublicPrediction, o.baseUrl), settled: result.settled }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ApiKeyRecord, PendingCreate, PredictionCursor, PredictionEntry, StateStore } from '../../src/stores/types.ts'
+import type { ApiKeyRecord, PendingCreate, PredictionCursor, PredictionEntry, StateStore, WebhookDelivery } from '../../src/stores/types.ts'
 
 /** One behaviour for every store: the SQLite and Redis suites both run this. */
 export function storeConformance (name: string, open: () => Promise<StateStore>): void {
@@ -219,6 +219,24 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect(new Set(got).size).toBe(1)
       expect(await s.getOrCreateSecret('signing', 'd'.repeat(40))).toBe(got[0])
       expect(await s.getOrCreateSecret('other', 'e'.repeat(40))).toBe('e'.repeat(40))
+    }))
+
+    it('webhook deliveries: put, update, list by prediction oldest first, list the pending ones due soonest first', () => withStore(async (s) => {
+      const delivery = (id: string, over: Partial<WebhookDelivery> = {}): WebhookDelivery => ({
+        id, predictionId: 'p1', owner: 'k1', url: 'https://hooks.example.com/x', event: 'completed', payload: { id: 'p1' }, state: 'pending', attempts: [], nextAt: T0, createdAt: T0, ...over
+      })
+      await s.putWebhookDelivery(delivery('msg_b', { createdAt: T0 + 1, nextAt: T0 + 5_000 }))
+      await s.putWebhookDelivery(delivery('msg_a', { event: 'start', nextAt: T0 + 1_000 }))
+      await s.putWebhookDelivery(delivery('msg_c', { predictionId: 'p2', nextAt: T0 + 500 }))
+      expect((await s.listWebhookDeliveries('p1')).map((d) => d.id)).toEqual(['msg_a', 'msg_b'])
+      expect((await s.listDueWebhookDeliveries(T0 + 1_000, 10)).map((d) => d.id)).toEqual(['msg_c', 'msg_a'])
+      expect((await s.listDueWebhookDeliveries(T0 + 10_000, 2)).map((d) => d.id)).toEqual(['msg_c', 'msg_a'])
+      const attempt = { at: T0 + 1_000, status: 200, error: null }
+      await s.putWebhookDelivery(delivery('msg_a', { event: 'start', nextAt: T0 + 1_000, state: 'delivered', attempts: [attempt] }))
+      expect(await s.getWebhookDelivery('msg_a')).toMatchObject({ state: 'delivered', attempts: [attempt], payload: { id: 'p1' } })
+      expect((await s.listDueWebhookDeliveries(T0 + 10_000, 10)).map((d) => d.id)).toEqual(['msg_c', 'msg_b'])
+      expect(await s.getWebhookDelivery('msg_none')).toBeUndefined()
+      expect(await s.listWebhookDeliveries('p9')).toEqual([])
     }))
 
     it('leases: one holder at a time, renewal, release, expiry', () => withStore(async (s) => {
