@@ -238,6 +238,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/predictions/{id}/webhook-deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A prediction's webhook deliveries and their outcomes
+         * @description Each event sent to the `webhook` the create named, with every attempt and the receiver's answer, oldest first. Only the key that created the prediction can see them; another key's prediction is 404.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predictions/{id}/cancel": {
         parameters: {
             query?: never;
@@ -815,6 +835,43 @@ export interface components {
             data: components["schemas"]["Prediction"][];
             /** @description Pass as `cursor` for the next page; null on the last page. A page may hold fewer than `limit` predictions and still have a next one. */
             next_cursor: string | null;
+        };
+        /** @description One event of a prediction sent to its webhook. */
+        WebhookDelivery: {
+            /**
+             * @description The `webhook-id` header of every attempt of this delivery.
+             * @example msg_pexwihwkgi4cor43gfkfdm6p2g_completed
+             */
+            id: string;
+            /** @description The event delivered. */
+            event: "start" | "output" | "completed";
+            /** @description Where it is sent. */
+            url: string;
+            /** @description `pending`: not yet answered with a 2xx, another attempt is due; `delivered`: a 2xx came; `failed`: given up, after the last retry (or the URL was refused at connect time). */
+            status: "pending" | "delivered" | "failed";
+            /**
+             * Format: date-time
+             * @description When the event happened.
+             */
+            created_at: string;
+            /** @description When the next attempt is due; null once delivered or failed. */
+            next_attempt_at: string | null;
+            /** @description Oldest first. */
+            attempts: {
+                /**
+                 * Format: date-time
+                 * @description When the attempt was made.
+                 */
+                at: string;
+                /** @description The receiver's HTTP status; null when none came. */
+                status: number | null;
+                /** @description Why the attempt did not count as delivered; null when it did. */
+                error: string | null;
+            }[];
+        };
+        WebhookDeliveryList: {
+            /** @description Oldest first. */
+            data: components["schemas"]["WebhookDelivery"][];
         };
         /** @description What readiness checked and how each check went. */
         Readiness: {
@@ -1925,6 +1982,65 @@ export interface operations {
             };
             /** @description Replicate did not answer in time. Codes: `upstream_timeout`, `image_fetch_timeout`. */
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Replicate's prediction id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deliveries; empty when the create named no webhook. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource. Codes: `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

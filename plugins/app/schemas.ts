@@ -6,6 +6,7 @@ import { OPENAI_SCHEMAS } from '../../src/openai/schemas.ts'
 import { HealthSchema, ReadinessSchema } from '../../src/schemas/health.ts'
 import { GenerationMessageSchema, ReplyToSchema } from '../../src/schemas/queue-message.ts'
 import { BalanceSchema, KeyInfoSchema, UsageSchema } from '../../src/schemas/usage.ts'
+import { WebhookDeliveryListSchema, WebhookDeliverySchema } from '../../src/schemas/webhooks.ts'
 
 /** Registers the shared schemas once, so routes reference them by `$id` and OpenAPI names them. */
 export default fp(async function schemas (fastify: FastifyInstance) {
@@ -18,6 +19,8 @@ export default fp(async function schemas (fastify: FastifyInstance) {
     PredictionErrorSchema,
     PredictionSchema,
     PredictionListSchema,
+    WebhookDeliverySchema,
+    WebhookDeliveryListSchema,
     ReadinessSchema,
     HealthSchema,
     BalanceSchema,

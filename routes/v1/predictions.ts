@@ -50,6 +50,21 @@ const predictions: FastifyPluginAsyncTypebox = async (fastify) => {
     return fastify.imageUrls.signOutput(prediction)
   })
 
+  fastify.get('/predictions/:id/webhook-deliveries', {
+    schema: {
+      operationId: 'listWebhookDeliveries',
+      tags: ['predictions'],
+      summary: "A prediction's webhook deliveries and their outcomes",
+      description: 'Each event sent to the `webhook` the create named, with every attempt and the receiver\'s answer, oldest first. ' +
+        "Only the key that created the prediction can see them; another key's prediction is 404.",
+      security: BEARER_SECURITY,
+      params: PredictionIdParamsSchema,
+      response: { 200: Type.Ref('WebhookDeliveryList', { description: 'The deliveries; empty when the create named no webhook.' }), ...problemResponses(400, 401, 404, 429) }
+    }
+  }, async (request) => {
+    return { data: await fastify.tenancy.webhookDeliveries(request.tenant, request.params.id) }
+  })
+
   fastify.post('/predictions/:id/cancel', {
     schema: {
       operationId: 'cancelPrediction',

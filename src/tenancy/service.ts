@@ -19,6 +19,7 @@ import { withSpan } from '../telemetry.ts'
 import { UrlNotAllowedError } from '../net/errors.ts'
 import type { WebhookEvent } from '../stores/types.ts'
 import type { WebhookDispatcher } from '../webhooks/dispatcher.ts'
+import type { PublicWebhookDelivery } from '../schemas/webhooks.ts'
 
 /**
  * Predictions as tenants see them: the plan decides the model, credits are reserved before anything
@@ -86,6 +87,8 @@ export interface TenantService {
   cancel: (tenant: Tenant, id: string, o: { baseUrl: string, signal?: AbortSignal }) => Promise<PublicPrediction>
   image: (tenant: Tenant, id: string, index: number) => Promise<{ body: NodeJS.ReadableStream, size: number, contentType: string }>
   usage: (tenant: Tenant, days: number) => Promise<UsageSummary>
+  /** A prediction's webhook deliveries, oldest first; only its owner may see them. */
+  webhookDeliveries: (tenant: Tenant, id: string) => Promise<PublicWebhookDelivery[]>
   /**
    * A prediction's state as Replicate reported it (a verified webhook). A terminal one we own and have not
    * finalized is finalized in the background and its tracker stopped; anything else is ignored.
@@ -487,6 +490,20 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
         by_model: Object.entries(report.byModel).sort(([a], [b]) => a.localeCompare(b)).map(([model, row]) => ({ model, ...row })),
         by_day: Object.entries(report.byDay).sort(([a], [b]) => a.localeCompare(b)).map(([date, row]) => ({ date, ...row }))
       }
+    },
+
+    async webhookDeliveries (tenant, id) {
+      if (!(await owned(tenant, id))) throw notFound()
+      const iso = (ms: number): string => new Date(ms).toISOString()
+      return (await store.listWebhookDeliveries(id)).map((d) => ({
+        id: d.id,
+        event: d.event,
+        url: d.url,
+        status: d.state,
+        created_at: iso(d.createdAt),
+        next_attempt_at: d.state === 'pending' ? iso(d.nextAt) : null,
+        attempts: d.attempts.map((a) => ({ at: iso(a.at), status: a.status, error: a.error }))
+      }))
     },
 
     async onUpstreamUpdate (prediction) {

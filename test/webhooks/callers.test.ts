@@ -32,7 +32,7 @@ async function startReceiver (statuses: number[] = []): Promise<Receiver> {
   return { url: `http://127.0.0.1:${port}/hook`, received, close: () => new Promise((resolve) => server.close(() => resolve())) }
 }
 
-interface Setup { gw: TestGateway, store: StateStore, key: string, keyId: string, receiver: Receiver, waits: number[] }
+interface Setup { gw: TestGateway, store: StateStore, key: string, keyId: string, otherKey: string, receiver: Receiver, waits: number[] }
 const running: Setup[] = []
 afterEach(async () => {
   for (const { gw, store, receiver } of running.splice(0)) {
@@ -43,7 +43,7 @@ afterEach(async () => {
 })
 
 async function setUp (o: { insecure?: boolean, statuses?: number[], inlineWaitMs?: number } = {}): Promise<Setup> {
-  const made = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 50 } })
+  const made = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 50 }, other: { plan: 'basic' } })
   const waits: number[] = []
   // The dispatcher's clock moves only when it waits, so the waits it asks for are exact.
   let clock = Date.now()
@@ -55,7 +55,7 @@ async function setUp (o: { insecure?: boolean, statuses?: number[], inlineWaitMs
       webhooks: { sleep: async (ms) => { waits.push(ms); clock += ms }, now: () => clock, sweepMs: 0, ...(o.inlineWaitMs ? { inlineWaitMs: o.inlineWaitMs } : {}) }
     }
   })
-  const setup = { gw, store: made.store, key: made.keys.k, keyId: made.ids.k, receiver: await startReceiver(o.statuses), waits }
+  const setup = { gw, store: made.store, key: made.keys.k, keyId: made.ids.k, otherKey: made.keys.other, receiver: await startReceiver(o.statuses), waits }
   running.push(setup)
   return setup
 }
@@ -121,6 +121,34 @@ describe('webhooks to callers', () => {
     expect(delivery!.attempts.map((a) => a.status)).toEqual([500, 503, 200])
     const text = await gw.app.metrics.registry.metrics()
     expect(metric(text, 'retrying')).toBe(2)
+    expect(metric(text, 'delivered')).toBe(1)
+    expect(metric(text, 'failed')).toBe(0)
+  })
+
+  it('GET /v1/predictions/{id}/webhook-deliveries shows the owner each attempt; another key gets 404', async () => {
+    const { gw, key, otherKey, receiver } = await setUp({ statuses: [502] })
+    const res = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'a red kite over hills', webhook: receiver.url } })
+    await gw.app.webhooks.idle()
+    const listed = await call(gw.url, 'GET', `/v1/predictions/${res.body.id}/webhook-deliveries`, { key })
+    expect(listed.status).toBe(200)
+    expect(listed.body.data).toHaveLength(1)
+    expect(listed.body.data[0]).toMatchObject({ id: `msg_${res.body.id}_completed`, event: 'completed', url: receiver.url, status: 'delivered', next_attempt_at: null })
+    expect(listed.body.data[0].attempts).toMatchObject([{ status: 502, error: 'answered 502' }, { status: 200, error: null }])
+    expect(Date.parse(listed.body.data[0].attempts[1].at) - Date.parse(listed.body.data[0].attempts[0].at)).toBe(5_000)
+
+    const other = await call(gw.url, 'GET', `/v1/predictions/${res.body.id}/webhook-deliveries`, { key: otherKey })
+    expect(other.status).toBe(404)
+    expect((await call(gw.url, 'GET', '/v1/predictions/nosuchprediction/webhook-deliveries', { key })).status).toBe(404)
+    const plain = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'no hook here' } })
+    expect((await call(gw.url, 'GET', `/v1/predictions/${plain.body.id}/webhook-deliveries`, { key })).body).toEqual({ data: [] })
+  })
+
+  it('counts outcomes in webhook_deliveries_total', async () => {
+    const { gw, key, receiver } = await setUp({ statuses: [500] })
+    await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'a red kite over hills', webhook: receiver.url } })
+    await gw.app.webhooks.idle()
+    const text = await gw.app.metrics.registry.metrics()
+    expect(metric(text, 'retrying')).toBe(1)
     expect(metric(text, 'delivered')).toBe(1)
     expect(metric(text, 'failed')).toBe(0)
   })
