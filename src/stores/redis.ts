@@ -167,7 +167,7 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
     const h = await redis.hgetall(`${p}key:${id}`)
     if (!h.doc) return undefined
     const key = JSON.parse(h.doc) as ApiKeyRecord
-    return { ...key, revokedAt: h.revokedAt ? Number(h.revokedAt) : null }
+    return { ...key, revokedAt: h.revokedAt ? Number(h.revokedAt) : null, webhook: h.webhook ? h.webhook : null }
   }
 
   async function finish (id: string, mode: 'settle' | 'release', final: { credits: number, usd: number, images: number }, now: number): Promise<boolean> {
@@ -185,8 +185,9 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
     kind: 'redis',
 
     async insertKey (k) {
-      const { revokedAt, ...doc } = k
+      const { revokedAt, webhook, ...doc } = k
       const fields: Record<string, string> = { doc: JSON.stringify(doc) }
+      if (webhook) fields.webhook = webhook
       if (revokedAt !== null) fields.revokedAt = String(revokedAt)
       await redis.multi().hset(`${p}key:${k.id}`, fields).sadd(`${p}keys`, k.id).exec()
       if (revokedAt !== null) await redis.sadd(`${p}keys:revoked`, k.id)
@@ -196,6 +197,12 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       const ids = await redis.smembers(`${p}keys`)
       const keys = (await Promise.all(ids.map(keyFromHash))).filter((k): k is ApiKeyRecord => k !== undefined)
       return keys.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+    },
+    async setKeyWebhook (id, url) {
+      if (!(await redis.exists(`${p}key:${id}`))) return false
+      if (url === null) await redis.hdel(`${p}key:${id}`, 'webhook')
+      else await redis.hset(`${p}key:${id}`, 'webhook', url)
+      return true
     },
     async revokeKey (id, now) {
       return (await redis.fgwRevoke(`${p}key:${id}`, `${p}keys:revoked`, now, id)) === 1
@@ -383,6 +390,12 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       await redis.fgwLeaseRelease(`${p}lease:${name}`, holder)
     },
 
+    async getSecret (name) {
+      return (await redis.get(`${p}secret:${name}`)) ?? undefined
+    },
+    async putSecret (name, value) {
+      await redis.set(`${p}secret:${name}`, value)
+    },
     async getOrCreateSecret (name, candidate) {
       // SET NX, then read: the first writer's secret wins, whichever instance it is.
       await redis.set(`${p}secret:${name}`, candidate, 'NX')

@@ -102,7 +102,8 @@ function keyFromRow (r: Row): ApiKeyRecord {
     budgetPeriod: String(r.budget_period) as BudgetPeriod,
     rateLimitPerMinute: r.rate_limit_per_minute === null ? null : Number(r.rate_limit_per_minute),
     createdAt: Number(r.created_at),
-    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at)
+    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+    webhook: r.webhook == null ? null : String(r.webhook)
   }
 }
 
@@ -132,6 +133,8 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
   const db = new DatabaseSync(opts.path, { timeout: opts.busyTimeoutMs ?? 5_000 })
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;')
   db.exec(SCHEMA)
+  // Files made before keys had a default webhook get the column.
+  if (!(db.prepare('PRAGMA table_info(api_keys)').all() as Row[]).some((c) => c.name === 'webhook')) db.exec('ALTER TABLE api_keys ADD COLUMN webhook TEXT')
 
   const q = {
     insertKey: db.prepare(`INSERT INTO api_keys (id, secret_hash, name, plan, budget_credits, budget_period, rate_limit_per_minute, created_at, revoked_at)
@@ -139,6 +142,7 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     getKey: db.prepare('SELECT * FROM api_keys WHERE id = ?'),
     listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, id'),
     revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+    setKeyWebhook: db.prepare('UPDATE api_keys SET webhook = ? WHERE id = ?'),
     countActive: db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
     countAll: db.prepare('SELECT COUNT(*) AS n FROM api_keys'),
     putPrediction: db.prepare(`INSERT INTO predictions (id, owner, model, created_at, finalized, doc) VALUES (?, ?, ?, ?, ?, ?)
@@ -180,7 +184,8 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     dropLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
     // INSERT OR IGNORE then read: the first writer's secret wins, whichever process it is.
     putSecret: db.prepare('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)'),
-    getSecret: db.prepare('SELECT value FROM secrets WHERE name = ?')
+    getSecret: db.prepare('SELECT value FROM secrets WHERE name = ?'),
+    replaceSecret: db.prepare('INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value')
   }
 
   /** One owner's page, newest first; the filters are optional, so each is `? IS NULL OR …`. */
@@ -232,6 +237,9 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async listKeys () {
       return (q.listKeys.all() as Row[]).map(keyFromRow)
+    },
+    async setKeyWebhook (id, url) {
+      return Number(q.setKeyWebhook.run(url, id).changes) > 0
     },
     async revokeKey (id, now) {
       return Number(q.revokeKey.run(now, id).changes) > 0
@@ -380,6 +388,13 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
       q.dropLease.run(name, holder)
     },
 
+    async getSecret (name) {
+      const row = q.getSecret.get(name) as Row | undefined
+      return row ? String(row.value) : undefined
+    },
+    async putSecret (name, value) {
+      q.replaceSecret.run(name, value)
+    },
     async getOrCreateSecret (name, candidate) {
       q.putSecret.run(name, candidate)
       return String((q.getSecret.get(name) as Row).value)

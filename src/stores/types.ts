@@ -23,6 +23,8 @@ export interface ApiKeyRecord {
   rateLimitPerMinute: number | null
   createdAt: number
   revokedAt: number | null
+  /** Where this key's predictions' events go when a create names no `webhook`. */
+  webhook?: string | null
 }
 
 export interface KeptImage {
@@ -234,6 +236,8 @@ export interface StateStore {
   /** False when there is no such key or it was already revoked. */
   revokeKey: (id: string, now: number) => Promise<boolean>
   countActiveKeys: () => Promise<number>
+  /** Sets (or, with null, clears) a key's default webhook. False when there is no such key. */
+  setKeyWebhook: (id: string, url: string | null) => Promise<boolean>
   /** Every key ever created, revoked ones included: once this is above 0, authentication stays on. */
   countKeys: () => Promise<number>
 
@@ -287,6 +291,9 @@ export interface StateStore {
 
   /** The secret kept under `name`; when there is none yet, `candidate` is kept and returned. Atomic: every caller gets the same one. */
   getOrCreateSecret: (name: string, candidate: string) => Promise<string>
+  getSecret: (name: string) => Promise<string | undefined>
+  /** Replaces (or makes) the secret kept under `name`: rotations. */
+  putSecret: (name: string, value: string) => Promise<void>
 
   ping: () => Promise<void>
   close: () => Promise<void>

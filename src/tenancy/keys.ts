@@ -46,7 +46,8 @@ export async function createApiKey (store: StateStore, o: NewKeyOptions): Promis
     budgetPeriod: o.budgetPeriod ?? 'month',
     rateLimitPerMinute: o.rateLimitPerMinute ?? null,
     createdAt: o.now ?? Date.now(),
-    revokedAt: null
+    revokedAt: null,
+    webhook: null
   }
   await store.insertKey(record)
   return { key: `fgw_${id}_${secret}`, record }

@@ -361,7 +361,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
   }
 
   async function create (tenant: Tenant, kind: 't2i' | 'i2i', request: TextToImageRequest | ImageToImageRequest, o: TenantCreateOptions): Promise<CreateResult> {
-    const { webhook: webhookUrl, webhook_events_filter: events, ...body } = request
+    const { webhook: asked, webhook_events_filter: events, ...body } = request
+    const webhookUrl = asked ?? tenant.webhook ?? undefined
     let webhook: PredictionEntry['webhook']
     if (webhookUrl !== undefined) {
       // Checked before anything is reserved or created: a refused URL leaves nothing behind.

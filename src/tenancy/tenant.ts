@@ -10,6 +10,8 @@ export interface Tenant {
   anonymous: boolean
   budget: Budget | null
   rateLimitPerMinute: number | null
+  /** The key's default webhook, used when a create names none. */
+  webhook?: string | null
 }
 
 export const ANONYMOUS_ID = 'anonymous'
@@ -21,6 +23,7 @@ export function tenantOf (key: ApiKeyRecord): Tenant {
     plan: resolvePlan(key.plan),
     anonymous: false,
     budget: key.budgetCredits === null ? null : { credits: key.budgetCredits, period: key.budgetPeriod },
-    rateLimitPerMinute: key.rateLimitPerMinute
+    rateLimitPerMinute: key.rateLimitPerMinute,
+    webhook: key.webhook ?? null
   }
 }

@@ -5,7 +5,8 @@ import type { SafePoster } from '../net/safe-fetch.ts'
 import { abortableSleep } from '../replicate/retry.ts'
 import type { StateStore, WebhookDelivery, WebhookEvent } from '../stores/types.ts'
 import { RETRY_DELAYS_MS } from './schedule.ts'
-import { newWebhookSecret, webhookHeaders } from './signing.ts'
+import { webhookSecrets } from './secrets.ts'
+import { webhookHeaders } from './signing.ts'
 
 /**
  * Prediction events to the webhooks callers gave, signed per Standard Webhooks with the calling key's secret.
@@ -41,7 +42,7 @@ export interface WebhookDispatcher {
   violation: (url: string) => string | undefined
   /** Records a delivery and starts sending it in the background. */
   enqueue: (o: { predictionId: string, owner: string, url: string, event: WebhookEvent, payload: unknown }) => Promise<void>
-  /** The secrets a key's deliveries are signed with (the current one first), made on first need. */
+  /** The secrets a key's deliveries are signed with (the current one first, then one just rotated out), made on first need. */
   secrets: (owner: string) => Promise<string[]>
   /** Starts the sweep. */
   start: () => void
@@ -49,8 +50,6 @@ export interface WebhookDispatcher {
   idle: () => Promise<void>
   close: () => Promise<void>
 }
-
-export const webhookSecretName = (owner: string): string => `webhook:${owner}`
 
 export function createWebhookDispatcher (opts: WebhookDispatcherOptions): WebhookDispatcher {
   const { store, poster, log } = opts
@@ -65,9 +64,7 @@ export function createWebhookDispatcher (opts: WebhookDispatcherOptions): Webhoo
   let sweepTimer: NodeJS.Timeout | undefined
   let closed = false
 
-  async function secrets (owner: string): Promise<string[]> {
-    return [await store.getOrCreateSecret(webhookSecretName(owner), newWebhookSecret())]
-  }
+  const secrets = (owner: string): Promise<string[]> => webhookSecrets(store, owner, now())
 
   /** One attempt; the delivery as it stands after it. */
   async function attempt (d: WebhookDelivery): Promise<WebhookDelivery> {

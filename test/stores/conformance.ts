@@ -6,7 +6,7 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
   const T0 = Date.UTC(2026, 10, 26, 12, 0, 0)
 
   function key (id: string, over: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
-    return { id, secretHash: `hash-${id}`, name: id, plan: 'basic', budgetCredits: null, budgetPeriod: 'month', rateLimitPerMinute: null, createdAt: T0, revokedAt: null, ...over }
+    return { id, secretHash: `hash-${id}`, name: id, plan: 'basic', budgetCredits: null, budgetPeriod: 'month', rateLimitPerMinute: null, createdAt: T0, revokedAt: null, webhook: null, ...over }
   }
 
   function prediction (id: string, over: Partial<PredictionEntry> = {}): PredictionEntry {
@@ -237,6 +237,25 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect((await s.listDueWebhookDeliveries(T0 + 10_000, 10)).map((d) => d.id)).toEqual(['msg_c', 'msg_b'])
       expect(await s.getWebhookDelivery('msg_none')).toBeUndefined()
       expect(await s.listWebhookDeliveries('p9')).toEqual([])
+    }))
+
+    it('keys: a default webhook is set, cleared, and only on a key that exists', () => withStore(async (s) => {
+      await s.insertKey(key('kw'))
+      expect((await s.getKey('kw'))?.webhook ?? null).toBeNull()
+      expect(await s.setKeyWebhook('kw', 'https://hooks.example.com/a')).toBe(true)
+      expect((await s.getKey('kw'))?.webhook).toBe('https://hooks.example.com/a')
+      expect((await s.listKeys()).find((k) => k.id === 'kw')?.webhook).toBe('https://hooks.example.com/a')
+      expect(await s.setKeyWebhook('kw', null)).toBe(true)
+      expect((await s.getKey('kw'))?.webhook ?? null).toBeNull()
+      expect(await s.setKeyWebhook('nokey', 'https://hooks.example.com/a')).toBe(false)
+    }))
+
+    it('secrets: read without making, and replaced', () => withStore(async (s) => {
+      expect(await s.getSecret('rotating')).toBeUndefined()
+      await s.putSecret('rotating', 'one')
+      expect(await s.getSecret('rotating')).toBe('one')
+      await s.putSecret('rotating', 'two')
+      expect(await s.getOrCreateSecret('rotating', 'three')).toBe('two')
     }))
 
     it('leases: one holder at a time, renewal, release, expiry', () => withStore(async (s) => {

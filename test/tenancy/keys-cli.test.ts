@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashSecret, parseKey } from '../../src/tenancy/keys.ts'
+import { createSqliteStore } from '../../src/stores/sqlite.ts'
+import { webhookSecrets } from '../../src/webhooks/secrets.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import { call } from './helpers.ts'
 
@@ -161,5 +163,52 @@ describe('npm run keys', () => {
     const run = await keysWith({ NODE_ENV: 'production' }, 'list')
     expect(run.code).toBe(0)
     expect(run.stderr).toBe('')
+  })
+
+  it('webhook sets and clears a key\'s default webhook, refusing private addresses and unknown keys', async () => {
+    const { id } = createdKey(await keys('create', '--plan', 'basic'))
+    const set = await keys('webhook', id, 'https://hooks.example.com/flux')
+    expect(set.code).toBe(0)
+    expect(set.stdout).toContain('https://hooks.example.com/flux')
+    const store = createSqliteStore({ path: db })
+    try {
+      expect((await store.getKey(id))?.webhook).toBe('https://hooks.example.com/flux')
+      const refused = await keys('webhook', id, 'https://10.0.0.7/hook')
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toContain('forbidden address')
+      expect((await keys('webhook', id, 'http://127.0.0.1:8080/hook')).code).toBe(1)
+      // A developer's loopback receiver, with WEBHOOK_ALLOW_INSECURE.
+      expect((await keysWith({ WEBHOOK_ALLOW_INSECURE: 'true' }, 'webhook', id, 'http://127.0.0.1:8080/hook')).code).toBe(0)
+      expect((await store.getKey(id))?.webhook).toBe('http://127.0.0.1:8080/hook')
+      expect((await keys('webhook', id, 'none')).code).toBe(0)
+      expect((await store.getKey(id))?.webhook).toBeNull()
+      expect((await keys('webhook', 'ffffffffffffffff', 'https://hooks.example.com/flux')).stderr).toContain('no key')
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('webhook-secret shows the key\'s whsec_ secret; --rotate makes a new one and the old stays valid', async () => {
+    const { id } = createdKey(await keys('create', '--plan', 'basic'))
+    const shown = await keys('webhook-secret', id)
+    expect(shown.code).toBe(0)
+    const secret = shown.stdout.trim()
+    expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/)
+    expect((await keys('webhook-secret', id)).stdout.trim()).toBe(secret)
+    const rotated = await keys('webhook-secret', id, '--rotate')
+    expect(rotated.code).toBe(0)
+    const fresh = rotated.stdout.trim().split('\n').at(-1)!
+    expect(fresh).toMatch(/^whsec_/)
+    expect(fresh).not.toBe(secret)
+    expect(rotated.stdout).toContain('stays valid until')
+    const store = createSqliteStore({ path: db })
+    try {
+      expect(await webhookSecrets(store, id, Date.now())).toEqual([fresh, secret])
+      // A day later only the new one signs.
+      expect(await webhookSecrets(store, id, Date.now() + 86_400_000 + 60_000)).toEqual([fresh])
+    } finally {
+      await store.close()
+    }
+    expect((await keys('webhook-secret', 'ffffffffffffffff')).code).toBe(1)
   })
 })

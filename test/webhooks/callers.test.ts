@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../../src/config.ts'
 import type { StateStore } from '../../src/stores/types.ts'
 import { RETRY_DELAYS_MS } from '../../src/webhooks/schedule.ts'
+import { rotateWebhookSecret } from '../../src/webhooks/secrets.ts'
 import { startGateway } from '../helpers/gateway.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 import { call, storeWithKeys } from '../tenancy/helpers.ts'
@@ -101,6 +102,29 @@ describe('webhooks to callers', () => {
     expect(all.status).toBe(200)
     await gw.app.webhooks.idle()
     expect(receiver.received.map((r) => String(r.headers['webhook-id'])).sort()).toEqual([`msg_${all.body.id}_completed`, `msg_${all.body.id}_output`, `msg_${all.body.id}_start`])
+  })
+
+  it('uses the key\'s default webhook when a create names none', async () => {
+    const { gw, store, key, keyId, receiver } = await setUp()
+    // Set before the key is first used, so no cached copy of it predates the change.
+    expect(await store.setKeyWebhook(keyId, receiver.url)).toBe(true)
+    const res = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'a quiet harbour' } })
+    expect(res.status).toBe(200)
+    await gw.app.webhooks.idle()
+    expect(receiver.received.map((r) => r.headers['webhook-id'])).toEqual([`msg_${res.body.id}_completed`])
+  })
+
+  it('after a rotation, a delivery carries both signatures: receivers on the old or the new secret verify it', async () => {
+    const { gw, store, key, keyId, receiver } = await setUp()
+    const [old] = await gw.app.webhooks.secrets(keyId)
+    const { secret: fresh } = await rotateWebhookSecret(store, keyId, Date.now())
+    const res = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'a quiet harbour', webhook: receiver.url } })
+    expect(res.status).toBe(200)
+    await gw.app.webhooks.idle()
+    const [r] = receiver.received
+    expect(String(r!.headers['webhook-signature']).split(' ')).toHaveLength(2)
+    expect(verify(old!, r!).data.id).toBe(res.body.id)
+    expect(verify(fresh, r!).data.id).toBe(res.body.id)
   })
 
   it('retries a receiver that fails twice: after 5 s, then 25 s, with the same webhook-id, then records it delivered', async () => {

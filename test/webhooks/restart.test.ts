@@ -10,7 +10,7 @@ import { startEmulator } from '../../src/emulator/index.ts'
 import type { Emulator } from '../../src/emulator/index.ts'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import type { StateStore, WebhookDelivery } from '../../src/stores/types.ts'
-import { webhookSecretName } from '../../src/webhooks/dispatcher.ts'
+import { webhookSecrets } from '../../src/webhooks/secrets.ts'
 import { spawnGateway } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import { call, sleep, storeWithKeys } from '../tenancy/helpers.ts'
@@ -99,9 +99,9 @@ describe('webhook deliveries across a restart', () => {
     await sleep(200)
     expect(received).toHaveLength(2)
     expect(received.map((r) => r.headers['webhook-id'])).toEqual([`msg_${id}_completed`, `msg_${id}_completed`])
-    const secret = await withStore(file, (s) => s.getOrCreateSecret(webhookSecretName(seed.ids.k), 'unused'))
+    const [secret] = await withStore(file, (s) => webhookSecrets(s, seed.ids.k, Date.now()))
     for (const r of received) {
-      const event = new Webhook(secret).verify(r.body, { 'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']) }) as { data: { id: string, status: string } }
+      const event = new Webhook(secret!).verify(r.body, { 'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']) }) as { data: { id: string, status: string } }
       expect(event.data).toMatchObject({ id, status: 'succeeded' })
     }
   }, 60_000)
