@@ -51,6 +51,9 @@ export interface WebhookDispatcher {
   close: () => Promise<void>
 }
 
+/** Longer than the poster's deadline for one POST (10 s). */
+const ATTEMPT_MS = 15_000
+
 export function createWebhookDispatcher (opts: WebhookDispatcherOptions): WebhookDispatcher {
   const { store, poster, log } = opts
   const now = opts.now ?? Date.now
@@ -91,7 +94,8 @@ export function createWebhookDispatcher (opts: WebhookDispatcherOptions): Webhoo
   /** Works on one delivery until it ends or its next wait is long, holding its lease. */
   async function work (id: string): Promise<void> {
     const lease = `webhook:${id}`
-    if (!(await store.lease(lease, instanceId, leaseMs, now()))) return
+    // Held past the longest an attempt can take (the poster's deadline), so no other instance sends it meanwhile.
+    if (!(await store.lease(lease, instanceId, leaseMs + ATTEMPT_MS, now()))) return
     try {
       let d = await store.getWebhookDelivery(id)
       while (d !== undefined && d.state === 'pending' && !closed) {
@@ -100,6 +104,7 @@ export function createWebhookDispatcher (opts: WebhookDispatcherOptions): Webhoo
           if (due > inlineWaitMs) return
           if (!(await store.lease(lease, instanceId, due + leaseMs, now()))) return
           await sleep(due, abort.signal)
+          if (!(await store.lease(lease, instanceId, leaseMs + ATTEMPT_MS, now()))) return
         }
         d = await attempt(d)
         await store.putWebhookDelivery(d)

@@ -1,6 +1,26 @@
 import { describe, expect, it } from 'vitest'
-import { canonicalAddress, isForbiddenAddress } from '../../src/net/address-policy.ts'
+import { canonicalAddress, isForbiddenAddress, isMetadataAddress } from '../../src/net/address-policy.ts'
 import { createHostAllowList, urlPolicyViolation } from '../../src/net/url-policy.ts'
+
+describe('isMetadataAddress, and allowPrivate (WEBHOOK_ALLOW_INSECURE)', () => {
+  it('knows the cloud metadata endpoints in any spelling', () => {
+    for (const ip of ['169.254.169.254', '169.254.170.2', '100.100.100.200', 'fd00:ec2::254', '::ffff:169.254.169.254', '0xa9.0xfe.0xa9.0xfe', 'fe80::1']) {
+      expect(isMetadataAddress(ip), ip).toBe(true)
+    }
+    for (const ip of ['127.0.0.1', '10.0.0.1', '192.168.1.1', '::1', '8.8.8.8', '100.64.0.1']) expect(isMetadataAddress(ip), ip).toBe(false)
+  })
+
+  it('opens loopback, private addresses and local names, never metadata', () => {
+    const policy = { allowedSchemes: ['https:', 'http:'], allowPrivate: true }
+    for (const url of ['http://127.0.0.1:8080/hook', 'http://10.1.2.3/', 'http://[::1]/', 'http://localhost:3000/', 'http://receiver/hook']) {
+      expect(urlPolicyViolation(new URL(url), policy), url).toBeUndefined()
+    }
+    for (const url of ['http://169.254.169.254/', 'http://100.100.100.200/', 'http://[fd00:ec2::254]/', 'http://metadata.google.internal/', 'http://[::ffff:a9fe:a9fe]/']) {
+      expect(urlPolicyViolation(new URL(url), policy), url).toBeDefined()
+    }
+    expect(urlPolicyViolation(new URL('http://127.0.0.1/'), { allowedSchemes: ['https:', 'http:'] })).toBeDefined()
+  })
+})
 
 describe('isForbiddenAddress', () => {
   const forbidden: Array<[string, string]> = [
