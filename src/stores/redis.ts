@@ -359,6 +359,14 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       return { allowed: allowed === 1, waitMs: Number(waitMs), retryAfterMs: Number(retryAfterMs), remaining: Number(remaining), resetMs: Number(resetMs) }
     },
 
+    async addWebhookDelivery (d) {
+      // SET NX decides; the indexes are written after, and rewriting them is harmless.
+      if ((await redis.set(`${p}whd:${d.id}`, JSON.stringify(d), 'NX')) === null) return false
+      const m = redis.multi().zadd(`${p}whd:by:${d.predictionId}`, d.createdAt, d.id)
+      if (d.state === 'pending') m.zadd(`${p}whd:due`, d.nextAt, d.id)
+      await m.exec()
+      return true
+    },
     async putWebhookDelivery (d) {
       // whd:by:<prediction> lists a prediction's deliveries; whd:due holds the pending ones by when they are due.
       const m = redis.multi().set(`${p}whd:${d.id}`, JSON.stringify(d)).zadd(`${p}whd:by:${d.predictionId}`, d.createdAt, d.id)

@@ -175,6 +175,8 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
       ON CONFLICT (name) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at`),
     putDelivery: db.prepare(`INSERT INTO webhook_deliveries (id, prediction_id, state, next_at, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET state = excluded.state, next_at = excluded.next_at, doc = excluded.doc`),
+    addDelivery: db.prepare(`INSERT INTO webhook_deliveries (id, prediction_id, state, next_at, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO NOTHING`),
     getDelivery: db.prepare('SELECT doc FROM webhook_deliveries WHERE id = ?'),
     listDeliveries: db.prepare('SELECT doc FROM webhook_deliveries WHERE prediction_id = ? ORDER BY created_at, id'),
     listDue: db.prepare(`SELECT doc FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?`),
@@ -301,6 +303,9 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
     async settle (id, final, now) {
       return Number(q.settle.run(final.credits, roundUsd(final.usd), final.images, now, id).changes) > 0
+    },
+    async addWebhookDelivery (d) {
+      return Number(q.addDelivery.run(d.id, d.predictionId, d.state, d.nextAt, d.createdAt, JSON.stringify(d)).changes) > 0
     },
     async putWebhookDelivery (d) {
       q.putDelivery.run(d.id, d.predictionId, d.state, d.nextAt, d.createdAt, JSON.stringify(d))

@@ -254,7 +254,9 @@ export interface StateStore {
   /** Pending creates written before `olderThan` (ms epoch), oldest first. */
   listPendingCreates: (olderThan: number) => Promise<PendingCreate[]>
 
-  /** Writes a delivery (new, or after an attempt). */
+  /** Records a new delivery; false (and nothing changed) when one with its id exists. */
+  addWebhookDelivery: (delivery: WebhookDelivery) => Promise<boolean>
+  /** Writes a delivery after an attempt. */
   putWebhookDelivery: (delivery: WebhookDelivery) => Promise<void>
   getWebhookDelivery: (id: string) => Promise<WebhookDelivery | undefined>
   /** One prediction's deliveries, oldest first. */

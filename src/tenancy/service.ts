@@ -218,14 +218,13 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       // then the prediction completed, for our callers, when we finalized it.
       const last: PublicPrediction = { ...pub, completed_at: pub.completed_at ?? new Date(now()).toISOString() }
       const final: PredictionEntry = { ...entry, last, finalized: true, kept }
+      // Recorded before the record is final, so a process dying in between leaves the prediction to be finalized
+      // again, and its events recorded then; recording is idempotent, so each is sent once whoever finalizes.
+      if (pub.status === 'succeeded') await announce(final, 'output')
+      await announce(final, 'completed')
       await store.putPrediction(final)
       log.info({ predictionId: entry.id, status: pub.status, kept: kept.length }, 'prediction finalized')
-      if (ended) {
-        opts.onEnded?.({ model: entry.model, status: pub.status, seconds: Math.max(0, now() - entry.createdAt) / 1000, credits: charged })
-        // Only the finalization that moved the ledger sends, so a prediction's end is announced once across instances.
-        if (pub.status === 'succeeded') await announce(final, 'output')
-        await announce(final, 'completed')
-      }
+      if (ended) opts.onEnded?.({ model: entry.model, status: pub.status, seconds: Math.max(0, now() - entry.createdAt) / 1000, credits: charged })
       return final
     })().finally(() => { finalizing.delete(entry.id) })
     finalizing.set(entry.id, work)

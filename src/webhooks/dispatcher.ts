@@ -40,7 +40,7 @@ export interface WebhookDispatcherOptions {
 export interface WebhookDispatcher {
   /** Why a caller's webhook URL is refused (no DNS involved), or undefined. */
   violation: (url: string) => string | undefined
-  /** Records a delivery and starts sending it in the background. */
+  /** Records a delivery, unless one of this prediction and event exists, and starts sending it in the background. */
   enqueue: (o: { predictionId: string, owner: string, url: string, event: WebhookEvent, payload: unknown }) => Promise<void>
   /** The secrets a key's deliveries are signed with (the current one first, then one just rotated out), made on first need. */
   secrets: (owner: string) => Promise<string[]>
@@ -136,7 +136,8 @@ export function createWebhookDispatcher (opts: WebhookDispatcherOptions): Webhoo
       const at = now()
       // One delivery per prediction and event: its id is the `webhook-id`, the same on every attempt.
       const delivery: WebhookDelivery = { id: `msg_${o.predictionId}_${o.event}`, ...o, state: 'pending', attempts: [], nextAt: at, createdAt: at }
-      await store.putWebhookDelivery(delivery)
+      // Already there when an earlier finalization recorded it (then it is sent, or being sent, from that record).
+      await store.addWebhookDelivery(delivery)
       run(delivery.id)
     },
 

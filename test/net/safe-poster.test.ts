@@ -25,6 +25,16 @@ describe('safe poster (reply webhooks)', () => {
     }
   })
 
+  it('with allowPrivate, still refuses a name that resolves to a cloud metadata address, at connect time', async () => {
+    const poster = createSafePoster({ allowedSchemes: ['https:', 'http:'], allowPrivate: true, lookup: async () => [{ address: '169.254.169.254', family: 4 }] })
+    try {
+      expect(poster.violation('http://hooks.example.com/done')).toBeUndefined()
+      await expect(poster.post('http://hooks.example.com/done', { a: 1 })).rejects.toBeInstanceOf(UrlNotAllowedError)
+    } finally {
+      await poster.close()
+    }
+  })
+
   it('posts JSON to an allowed address and answers with the status, without following redirects', async () => {
     const seen: Array<{ method?: string, type?: string, extra?: string, body: string }> = []
     const server = createServer((req, res) => {

@@ -236,6 +236,11 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect(await s.getWebhookDelivery('msg_a')).toMatchObject({ state: 'delivered', attempts: [attempt], payload: { id: 'p1' } })
       expect((await s.listDueWebhookDeliveries(T0 + 10_000, 10)).map((d) => d.id)).toEqual(['msg_c', 'msg_b'])
       expect(await s.getWebhookDelivery('msg_none')).toBeUndefined()
+      // Adding never overwrites: a second finalization cannot reset a delivered one.
+      expect(await s.addWebhookDelivery(delivery('msg_a', { nextAt: T0 }))).toBe(false)
+      expect(await s.getWebhookDelivery('msg_a')).toMatchObject({ state: 'delivered', event: 'start' })
+      expect(await s.addWebhookDelivery(delivery('msg_d', { nextAt: T0 }))).toBe(true)
+      expect((await s.listDueWebhookDeliveries(T0, 10)).map((d) => d.id)).toEqual(['msg_d'])
       expect(await s.listWebhookDeliveries('p9')).toEqual([])
     }))
 
