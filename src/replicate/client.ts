@@ -37,8 +37,13 @@ export interface ClientLogger {
 export interface ReplicateClientOptions {
   token: string | TokenSource
   baseUrl?: string
-  /** Connections in the keep-alive pool; bounded so a burst cannot open sockets without limit. */
+  /** Connections in the keep-alive pool for reads, cancels and lists; bounded so a burst cannot open sockets without limit. */
   connections?: number
+  /**
+   * Connections for creates, a pool of their own: a sync create holds its connection for up to a minute, and in a
+   * shared pool enough of them would starve every read and cancel queued behind.
+   */
+  createConnections?: number
   /** Timeout of each non-sync call (headers and body alike). */
   timeoutMs?: number
   connectTimeoutMs?: number
@@ -165,14 +170,16 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
   const now = opts.now ?? Date.now
   const random = opts.random ?? Math.random
   const userAgent = opts.userAgent ?? 'flux-gateway'
-  const pool = new Pool(url.origin, {
-    connections: opts.connections ?? 16,
+  const poolOf = (connections: number): Pool => new Pool(url.origin, {
+    connections,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
     // Per-request timeouts are always set below; these only guard against a forgotten one.
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs
   })
+  const pool = poolOf(opts.connections ?? 16)
+  const createPool = poolOf(opts.createConnections ?? 256)
 
   type Outcome = AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>
 
@@ -208,7 +215,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     let res: Dispatcher.ResponseData
     let text: string
     try {
-      res = await pool.request({
+      res = await (req.operation === 'create' ? createPool : pool).request({
         method: req.method,
         path: basePath + req.path,
         headers,
@@ -429,6 +436,6 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     getModel,
     getAccount,
     getWebhookSecret,
-    close: () => pool.close()
+    close: async () => { await Promise.all([pool.close(), createPool.close()]) }
   }
 }

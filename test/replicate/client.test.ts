@@ -340,3 +340,25 @@ describe('waitForCompletion', () => {
     await em.close()
   })
 })
+
+describe('connection pools', () => {
+  it('held sync creates have a pool of their own: a read is answered while they wait', async () => {
+    // slowStart keeps each prediction queued past the sync wait (30 s scaled to 0.6 s), so each create holds its
+    // connection the whole time, as a long generation does.
+    const em = await startEmulator({ timeScale: 0.02, slowStart: true })
+    const c = createReplicateClient({ token: em.token, baseUrl: em.baseUrl, connections: 1, createConnections: 4 })
+    try {
+      const order: string[] = []
+      const held = [1, 2, 3].map((i) => c.createPrediction(PRO, { prompt: `held ${i}` }, { wait: 30 }).then(() => { order.push(`create ${i}`) }))
+      await expect.poll(() => em.requests.filter((r) => r.method === 'POST').length).toBe(3)
+      await c.getAccount().then(() => { order.push('account') })
+      await Promise.all(held)
+      // With one shared connection the read would have queued behind the creates; here it went first.
+      expect(order[0]).toBe('account')
+      expect(order).toHaveLength(4)
+    } finally {
+      await c.close()
+      await em.close()
+    }
+  })
+})
