@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** The caller closed the connection before the answer was written. Nobody is left to answer. */
 export class ClientDisconnectedError extends Error {
@@ -19,4 +19,12 @@ export function disconnectSignal (reply: FastifyReply): AbortSignal {
     if (!reply.raw.writableFinished) controller.abort(new ClientDisconnectedError())
   })
   return controller.signal
+}
+
+/**
+ * The signal a create runs under: the caller's departure cancels its prediction, unless it sent an Idempotency-Key.
+ * That caller can come back and replay the answer, so its prediction runs on, and is kept and charged as usual.
+ */
+export function createSignal (request: FastifyRequest, reply: FastifyReply): AbortSignal | undefined {
+  return request.headers['idempotency-key'] === undefined ? disconnectSignal(reply) : undefined
 }

@@ -11,7 +11,9 @@ export const CORS_ALLOWED_HEADERS = ['authorization', 'content-type', 'prefer', 
 /** What a page may read back beyond the CORS-safelisted response headers. */
 export const CORS_EXPOSED_HEADERS = [
   'location', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'ratelimit-policy', 'retry-after',
-  'x-request-id', 'idempotent-replayed', 'preference-applied', 'etag'
+  'x-request-id', 'idempotent-replayed', 'preference-applied', 'etag',
+  // The OpenAI-compatible routes: what was adjusted or ignored, and the prediction behind the answer.
+  'warning', 'x-prediction-id'
 ]
 /** How long a browser may reuse a preflight (Chromium caps it at 2 hours). */
 const PREFLIGHT_MAX_AGE_SECONDS = 600

@@ -46,6 +46,7 @@ export default fp(async function replicate (fastify: FastifyInstance, opts: AppO
     baseUrl,
     timeoutMs: config.REPLICATE_TIMEOUT_MS,
     connections: config.REPLICATE_MAX_CONNECTIONS,
+    createConnections: config.REPLICATE_CREATE_CONNECTIONS,
     retry: { maxAttempts: config.REPLICATE_MAX_RETRIES + 1 },
     userAgent: 'flux-gateway',
     logger: fastify.log.child({ component: 'replicate' }),

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
-import { disconnectSignal } from '../../src/http-signal.ts'
+import { createSignal } from '../../src/http-signal.ts'
 import { parsePrefer } from '../../src/prefer.ts'
 import type { CreateResult } from '../../src/predictions/service.ts'
 import { BEARER_SECURITY, PredictionSchema, problemResponses, refTo } from '../../src/schemas/common.ts'
@@ -62,7 +62,7 @@ const generation: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) 
     }
   }, async (request, reply) => {
     const { waitSeconds, applied } = waitFor(request, syncWait)
-    const result = await fastify.tenancy.createTextToImage(request.tenant, request.body, { waitSeconds, signal: disconnectSignal(reply), log: request.log, baseUrl: fastify.publicBaseUrl(request) })
+    const result = await fastify.tenancy.createTextToImage(request.tenant, request.body, { waitSeconds, signal: createSignal(request, reply), log: request.log, baseUrl: fastify.publicBaseUrl(request) })
     return answer(reply, result, applied)
   })
 
@@ -82,7 +82,7 @@ const generation: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) 
     }
   }, async (request, reply) => {
     const { waitSeconds, applied } = waitFor(request, syncWait)
-    const result = await fastify.tenancy.createImageToImage(request.tenant, request.body, { waitSeconds, signal: disconnectSignal(reply), log: request.log, baseUrl: fastify.publicBaseUrl(request) })
+    const result = await fastify.tenancy.createImageToImage(request.tenant, request.body, { waitSeconds, signal: createSignal(request, reply), log: request.log, baseUrl: fastify.publicBaseUrl(request) })
     return answer(reply, result, applied)
   })
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
-import { disconnectSignal } from '../../src/http-signal.ts'
+import { createSignal } from '../../src/http-signal.ts'
 import { isModelId, MODEL_IDS } from '../../src/models/catalog.ts'
 import { sniffImageType } from '../../src/net/image-type.ts'
 import { modelNotFound, openAIError } from '../../src/openai/errors.ts'
@@ -72,7 +72,7 @@ const openaiImages: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts
   }
 
   /** Waits for the prediction to end (OpenAI's API answers only then), and answers in OpenAI's shape. */
-  async function answer (request: FastifyRequest, reply: FastifyReply, first: PublicPrediction, o: { format: 'url' | 'b64_json' | undefined, notes: string[], baseUrl: string, signal: AbortSignal }): Promise<OpenAIImagesResponse> {
+  async function answer (request: FastifyRequest, reply: FastifyReply, first: PublicPrediction, o: { format: 'url' | 'b64_json' | undefined, notes: string[], baseUrl: string, signal: AbortSignal | undefined }): Promise<OpenAIImagesResponse> {
     let prediction = first
     while (!TERMINAL.has(prediction.status)) {
       prediction = await fastify.tenancy.get(request.tenant, prediction.id, { baseUrl: o.baseUrl, waitSeconds: 60, signal: o.signal })
@@ -126,7 +126,7 @@ const openaiImages: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts
       ...(size ? { width: size.width as TextToImageRequest['width'], height: size.height as TextToImageRequest['height'] } : {}),
       ...(b.seed !== undefined ? { seed: b.seed } : {})
     })
-    const signal = disconnectSignal(reply)
+    const signal = createSignal(request, reply)
     const baseUrl = fastify.publicBaseUrl(request)
     const result = await fastify.tenancy.createTextToImage(request.tenant, body, { waitSeconds: syncWait, signal, log: request.log, baseUrl })
     const notes = [...(size?.note ? [size.note] : []), ...ignored({ quality: b.quality, style: b.style })]
@@ -176,7 +176,7 @@ const openaiImages: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts
       ...(fields.model !== undefined ? { model: fields.model as ImageToImageRequest['model'] } : {}),
       ...(seed !== undefined ? { seed } : {})
     })
-    const signal = disconnectSignal(reply)
+    const signal = createSignal(request, reply)
     const baseUrl = fastify.publicBaseUrl(request)
     const result = await fastify.tenancy.createImageToImage(request.tenant, body, { waitSeconds: syncWait, signal, log: request.log, baseUrl })
     const notes = ignored({ size: fields.size, quality: fields.quality, style: fields.style })

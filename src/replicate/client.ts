@@ -9,7 +9,7 @@ import {
   ReplicateTimeoutError
 } from './errors.ts'
 import type { InvalidField } from './errors.ts'
-import { isSettled } from './predictions.ts'
+import { inputHash, isSettled } from './predictions.ts'
 import {
   DEFAULT_RETRY_POLICY,
   abortableSleep,
@@ -37,8 +37,13 @@ export interface ClientLogger {
 export interface ReplicateClientOptions {
   token: string | TokenSource
   baseUrl?: string
-  /** Connections in the keep-alive pool; bounded so a burst cannot open sockets without limit. */
+  /** Connections in the keep-alive pool for reads, cancels and lists; bounded so a burst cannot open sockets without limit. */
   connections?: number
+  /**
+   * Connections for creates, a pool of their own: a sync create holds its connection for up to a minute, and in a
+   * shared pool enough of them would starve every read and cancel queued behind.
+   */
+  createConnections?: number
   /** Timeout of each non-sync call (headers and body alike). */
   timeoutMs?: number
   connectTimeoutMs?: number
@@ -112,6 +117,9 @@ export interface ReplicateClient {
 const MAX_SYNC_WAIT_SECONDS = 60
 /** A bound on cursor-following, against a server that never stops answering with a `next`. */
 const MAX_LIST_PAGES = 200
+/** While an abandoned create is held, how often Replicate's list is searched for it, and how far back. */
+const HELD_CREATE_LOOKUP_MS = 1_000
+const HELD_CREATE_SKEW_MS = 60_000
 const MIN_CANCEL_AFTER_SECONDS = 5
 
 function cancelAfterHeader (value: number | string): string {
@@ -165,14 +173,16 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
   const now = opts.now ?? Date.now
   const random = opts.random ?? Math.random
   const userAgent = opts.userAgent ?? 'flux-gateway'
-  const pool = new Pool(url.origin, {
-    connections: opts.connections ?? 16,
+  const poolOf = (connections: number): Pool => new Pool(url.origin, {
+    connections,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
     // Per-request timeouts are always set below; these only guard against a forgotten one.
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs
   })
+  const pool = poolOf(opts.connections ?? 16)
+  const createPool = poolOf(opts.createConnections ?? 256)
 
   type Outcome = AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>
 
@@ -208,7 +218,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     let res: Dispatcher.ResponseData
     let text: string
     try {
-      res = await pool.request({
+      res = await (req.operation === 'create' ? createPool : pool).request({
         method: req.method,
         path: basePath + req.path,
         headers,
@@ -345,14 +355,39 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     }).then((res) => res.body as Prediction)
     if (!o.signal) return pending
     const signal = o.signal
+    const sentAt = now()
     return await new Promise<Prediction>((resolve, reject) => {
       const onAbort = (): void => {
         reject(signal.reason)
+        let canceled: string | undefined
+        const cancelOnce = async (id: string, how: string): Promise<void> => {
+          if (canceled !== undefined) return
+          canceled = id
+          await cancelPrediction(id)
+          opts.logger?.warn({ predictionId: id, found: how }, 'caller went away during create; prediction canceled upstream')
+        }
+        const answered = new AbortController()
+        void pending.finally(() => answered.abort()).catch(() => {})
+        // While the create is held (up to a minute in sync mode) its id is unknown; Replicate lists the prediction
+        // with the input it echoes, so it is looked for by model and input and canceled without waiting.
+        const hash = inputHash(input)
+        void (async () => {
+          while (!answered.signal.aborted && canceled === undefined && now() - sentAt < callTimeout) {
+            // A real timer, not the injectable retry sleep: a test that skips retry waits must not turn this into a busy loop.
+            await abortableSleep(HELD_CREATE_LOOKUP_MS, answered.signal).catch(() => {})
+            if (answered.signal.aborted) return
+            const listed = await listPredictions({ createdAfter: new Date(sentAt - HELD_CREATE_SKEW_MS) }).catch(() => [])
+            const ours = listed.filter((p) => p.model === model && !isSettled(p) && inputHash(p.input) === hash)
+            // A twin (another caller's create with the same model and input) would match too: only a single match
+            // is ours for sure; otherwise the create's answer names it.
+            if (ours.length === 1) await cancelOnce(ours[0]!.id, 'listed')
+          }
+        })().catch((err: unknown) => {
+          opts.logger?.warn({ err: { message: (err as Error)?.message } }, 'abandoned create could not be looked for')
+        })
         pending.then((prediction) => {
-          if (isSettled(prediction)) return
-          return cancelPrediction(prediction.id).then(() => {
-            opts.logger?.warn({ predictionId: prediction.id }, 'caller went away during create; prediction canceled upstream')
-          })
+          if (isSettled(prediction) || canceled === prediction.id) return
+          return cancelOnce(prediction.id, 'answered')
         }).catch((err: unknown) => {
           opts.logger?.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code } }, 'abandoned create could not be canceled')
         })
@@ -429,6 +464,6 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     getModel,
     getAccount,
     getWebhookSecret,
-    close: () => pool.close()
+    close: async () => { await Promise.all([pool.close(), createPool.close()]) }
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { TERMINAL_STATUSES } from './types.ts'
 import type { Prediction } from './types.ts'
 import { ContentSafetyError, PredictionFailedError } from './errors.ts'
@@ -37,4 +38,27 @@ export function failureError (prediction: Pick<Prediction, 'id' | 'error'>): Con
   return SAFETY_PATTERN.test(message)
     ? new ContentSafetyError(message, prediction.id)
     : new PredictionFailedError(message, prediction.id)
+}
+
+/**
+ * Replicate echoes the input it was sent, so a prediction can be recognised by its model and the hash of its input
+ * before its id is known (a create whose answer never came, or is still held).
+ */
+function sorted (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sorted)
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>
+    return Object.fromEntries(Object.keys(obj).sort().map((k) => [k, sorted(obj[k])]))
+  }
+  return value
+}
+
+/** JSON with object keys sorted at every depth; what is dropped or changed on the wire (undefined, toJSON) is dropped here too. */
+export function canonicalJson (value: unknown): string {
+  const json = JSON.stringify(value)
+  return json === undefined ? 'null' : JSON.stringify(sorted(JSON.parse(json)))
+}
+
+export function inputHash (input: unknown): string {
+  return createHash('sha256').update(canonicalJson(input)).digest('hex')
 }

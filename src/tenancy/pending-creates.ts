@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ReplicateClient } from '../replicate/client.ts'
+import { inputHash } from '../replicate/predictions.ts'
 import type { Prediction } from '../replicate/types.ts'
 import type { PendingCreate, StateStore } from '../stores/types.ts'
 
@@ -15,25 +15,6 @@ import type { PendingCreate, StateStore } from '../stores/types.ts'
 /** Our clock and Replicate's need not agree. */
 const SKEW_MS = 120_000
 const LEASE = 'reconcile:pending-creates'
-
-function sorted (value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sorted)
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>
-    return Object.fromEntries(Object.keys(obj).sort().map((k) => [k, sorted(obj[k])]))
-  }
-  return value
-}
-
-/** JSON with object keys sorted at every depth; what is dropped or changed on the wire (undefined, toJSON) is dropped here too. */
-export function canonicalJson (value: unknown): string {
-  const json = JSON.stringify(value)
-  return json === undefined ? 'null' : JSON.stringify(sorted(JSON.parse(json)))
-}
-
-export function inputHash (input: unknown): string {
-  return createHash('sha256').update(canonicalJson(input)).digest('hex')
-}
 
 export interface PendingReconcilerOptions {
   store: StateStore

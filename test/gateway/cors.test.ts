@@ -44,7 +44,7 @@ describe('CORS with listed origins and keys', () => {
     expect(created.status).toBe(202)
     expect(created.headers['access-control-allow-origin']).toBe(APP)
     const exposed = String(created.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/)
-    expect(exposed).toEqual(expect.arrayContaining(['location', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'ratelimit-policy', 'retry-after', 'x-request-id', 'idempotent-replayed', 'preference-applied']))
+    expect(exposed).toEqual(expect.arrayContaining(['location', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'ratelimit-policy', 'retry-after', 'x-request-id', 'idempotent-replayed', 'preference-applied', 'warning', 'x-prediction-id']))
     // The exposed headers are ones this response really has.
     expect(created.headers.location).toMatch(/^\/v1\/predictions\//)
     expect(created.headers['preference-applied']).toBe('respond-async')

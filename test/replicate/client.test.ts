@@ -292,6 +292,35 @@ describe('the retry loop against real sockets', () => {
     await c.close()
     await em.close()
   })
+
+  it('an abandoned create still held upstream is found in Replicate\'s list by its input and canceled before it answers', async () => {
+    // slowStart with a slower clock: the create is held for 30 s × 0.2 = 6 s, well past the first lookup.
+    const em = await startEmulator({ timeScale: 0.2, slowStart: true })
+    const c = createReplicateClient({ token: em.token, baseUrl: em.baseUrl })
+    try {
+      // Another caller's unfinished prediction, with other input, is not a candidate.
+      await c.createPrediction(PRO, { prompt: 'someone else, other words' })
+      const controller = new AbortController()
+      const pending = c.createPrediction(PRO, { prompt: 'abandoned while held' }, { wait: 30, signal: controller.signal })
+      await expect.poll(() => em.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions')).length).toBe(2)
+      controller.abort(new Error('caller left'))
+      await expect(pending).rejects.toThrow('caller left')
+      await expect.poll(() => em.requests.filter((r) => r.path.endsWith('/cancel')).length, { timeout: 5_000, interval: 100 }).toBe(1)
+      const id = em.requests.find((r) => r.path.endsWith('/cancel'))!.path.split('/')[3]!
+      expect((em.getPrediction(id)?.input as { prompt?: string }).prompt).toBe('abandoned while held')
+      expect(em.getPrediction(id)?.status).toBe('canceled')
+      // Found through the list, while the create was still held: the list came before the cancel.
+      const list = em.requests.findIndex((r) => r.method === 'GET' && r.path === '/v1/predictions')
+      const cancel = em.requests.findIndex((r) => r.path.endsWith('/cancel'))
+      expect(list).toBeGreaterThan(-1)
+      expect(list).toBeLessThan(cancel)
+      // The other caller's prediction goes on.
+      expect(em.requests.filter((r) => r.path.endsWith('/cancel'))).toHaveLength(1)
+    } finally {
+      await c.close()
+      await em.close()
+    }
+  }, 20_000)
 })
 
 describe('waitForCompletion', () => {
@@ -338,5 +367,27 @@ describe('waitForCompletion', () => {
     expect(em.getPrediction(p.id)?.status).toBe('canceled')
     await c.close()
     await em.close()
+  })
+})
+
+describe('connection pools', () => {
+  it('held sync creates have a pool of their own: a read is answered while they wait', async () => {
+    // slowStart keeps each prediction queued past the sync wait (30 s scaled to 0.6 s), so each create holds its
+    // connection the whole time, as a long generation does.
+    const em = await startEmulator({ timeScale: 0.02, slowStart: true })
+    const c = createReplicateClient({ token: em.token, baseUrl: em.baseUrl, connections: 1, createConnections: 4 })
+    try {
+      const order: string[] = []
+      const held = [1, 2, 3].map((i) => c.createPrediction(PRO, { prompt: `held ${i}` }, { wait: 30 }).then(() => { order.push(`create ${i}`) }))
+      await expect.poll(() => em.requests.filter((r) => r.method === 'POST').length).toBe(3)
+      await c.getAccount().then(() => { order.push('account') })
+      await Promise.all(held)
+      // With one shared connection the read would have queued behind the creates; here it went first.
+      expect(order[0]).toBe('account')
+      expect(order).toHaveLength(4)
+    } finally {
+      await c.close()
+      await em.close()
+    }
   })
 })
