@@ -69,14 +69,14 @@ describe('the repository stands alone', () => {
     const root = '/build/checkout/flux-gateway'
     const at = (file: string, content: string): number[] => escapes(root, file, content).map((e) => e.line)
     // What the model tests once read: a sibling directory of the clone.
-    expect(at('test/models/reference.ts', "new URL('../../../shared/replicate/flux-models.json', import.meta.url)")).toEqual([1])
+    expect(at('test/models/reference.ts', "new URL('../../../references/replicate/flux-models.json', import.meta.url)")).toEqual([1])
     expect(at('test/models/reference.ts', "new URL('../fixtures/replicate/flux-models.json', import.meta.url)")).toEqual([])
     expect(at('plugins/app/readiness.ts', "new URL('../../package.json', import.meta.url)")).toEqual([])
     expect(at('x.ts', "import a from './a.ts'\nreadFileSync('../elsewhere/file')")).toEqual([2])
     expect(at('.ci/run', 'cd "$(dirname "$0")/.."')).toEqual([])
     expect(at('.ci/run', 'cd "$(dirname "$0")/../.."')).toEqual([1])
-    expect(at('test/a.test.ts', "readFileSync('/work/shared/replicate/openapi.yaml')")).toEqual([1])
-    expect(at('test/a.test.ts', "readFileSync('/build/checkout/shared/openapi.yaml')")).toEqual([1])
+    expect(at('test/a.test.ts', "readFileSync('/home/dev/references/replicate/openapi.yaml')")).toEqual([1])
+    expect(at('test/a.test.ts', "readFileSync('/build/checkout/references/openapi.yaml')")).toEqual([1])
     expect(at('test/a.test.ts', "readFileSync('/build/checkout/flux-gateway/package.json')")).toEqual([])
     // URL paths and system paths are not files of someone's machine.
     expect(at('src/a.ts', "fetch('/v1/predictions'); open('/dev/null'); mkdtemp('/tmp/x')")).toEqual([])
