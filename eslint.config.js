@@ -25,7 +25,7 @@ export default tseslint.config(
     }
   },
   {
-    files: ['scripts/**', 'bench/**', 'src/emulator/main.ts', 'src/server.ts', 'src/worker/main.ts'],
+    files: ['scripts/**', 'bench/**', 'src/emulator/main.ts', 'src/process-entry.ts'],
     rules: { 'no-console': 'off' }
   }
 )

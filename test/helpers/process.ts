@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
+import { createSqliteStore } from '../../src/stores/sqlite.ts'
+import type { StateStore } from '../../src/stores/types.ts'
 
 /** A gateway in its own process (`src/server.ts`, or the worker alone: `src/worker/main.ts`), for restarts and many-instance tests. */
 export interface GatewayProcess {
@@ -52,4 +54,20 @@ export async function spawnGateway (env: Record<string, string>, o: { cwd?: stri
       await exited
     }
   }
+}
+
+/** Opens the SQLite state file a gateway process uses, runs `fn` on it, and closes it again. */
+export async function withStore<T> (file: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
+  const store = createSqliteStore({ path: file })
+  try { return await fn(store) } finally { await store.close() }
+}
+
+/** Polls `probe` every 50 ms until it gives a value, at most `tries` times (bounded, as every loop in tests is). */
+export async function until<T> (probe: () => Promise<T | undefined>, what: string, tries = 600): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const value = await probe()
+    if (value !== undefined) return value
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what}`)
 }

@@ -6,10 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startEmulator } from '../../src/emulator/index.ts'
 import type { Emulator } from '../../src/emulator/index.ts'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
-import { spawnGateway } from '../helpers/process.ts'
+import { spawnGateway, until, withStore } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import type { Prediction } from '../../src/replicate/types.ts'
-import type { StateStore } from '../../src/stores/types.ts'
 import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 let emulator: Emulator
@@ -38,14 +37,6 @@ function envFor (file: string, over: Record<string, string> = {}): Record<string
   }
 }
 
-async function until<T> (probe: () => Promise<T | undefined>, what: string, tries = 400): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await probe()
-    if (value !== undefined) return value
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 /** The emulator's own list, as Replicate's API would answer it. */
 async function upstreamByPrompt (prompt: string): Promise<Prediction | undefined> {
@@ -54,10 +45,6 @@ async function upstreamByPrompt (prompt: string): Promise<Prediction | undefined
   return body.results.find((p) => p.input.prompt === prompt)
 }
 
-async function withStore<T> (file: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
-  const store = createSqliteStore({ path: file })
-  try { return await fn(store) } finally { await store.close() }
-}
 
 describe('restart recovery', () => {
   it('after kill -9 mid-generation, the next process resumes tracking: the images are kept and the ledger settles', async () => {

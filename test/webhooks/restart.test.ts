@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startEmulator } from '../../src/emulator/index.ts'
 import type { Emulator } from '../../src/emulator/index.ts'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
-import type { StateStore, WebhookDelivery } from '../../src/stores/types.ts'
+import type { WebhookDelivery } from '../../src/stores/types.ts'
 import { webhookSecrets } from '../../src/webhooks/secrets.ts'
-import { spawnGateway } from '../helpers/process.ts'
+import { spawnGateway, until, withStore } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import { call, sleep, storeWithKeys } from '../tenancy/helpers.ts'
 
@@ -43,19 +43,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-async function withStore<T> (file: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
-  const store = createSqliteStore({ path: file })
-  try { return await fn(store) } finally { await store.close() }
-}
 
-async function until<T> (probe: () => Promise<T | undefined>, what: string, tries = 600): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await probe()
-    if (value !== undefined) return value
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 describe('webhook deliveries across a restart', () => {
   it('after kill -9 while waiting to retry, the next process sends the retry, and nothing is sent twice', async () => {
