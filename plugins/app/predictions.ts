@@ -4,20 +4,19 @@ import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
 import { measureImage, parseImageInput } from '../../src/net/image-input.ts'
 import { createSafeFetcher } from '../../src/net/safe-fetch.ts'
-import { shapeCreates } from '../../src/tenancy/upstream-shaper.ts'
 import type { FetchedImage } from '../../src/net/safe-fetch.ts'
-import { createPredictionService } from '../../src/predictions/service.ts'
-import type { PredictionService, ResolvedImage } from '../../src/predictions/service.ts'
-import { webhookUrl } from '../../src/tenancy/webhook-receiver.ts'
+import { createPreparer } from '../../src/predictions/prepare.ts'
+import type { PredictionPreparer, ResolvedImage } from '../../src/predictions/prepare.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    predictions: PredictionService
+    /** Readies a create: moderation, the input image, the model's inputs, the quote. */
+    predictions: PredictionPreparer
   }
 }
 
 /**
- * The prediction service. Image-to-image inputs given as URLs are fetched here, through the
+ * What a create needs before it goes upstream. Image-to-image inputs given as URLs are fetched here, through the
  * SSRF-safe fetcher with the size and type limits, and sent upstream as data URIs: the model then
  * gets exactly the bytes we checked, not whatever the URL serves a moment later.
  */
@@ -46,20 +45,11 @@ export default fp(async function predictions (fastify: FastifyInstance, opts: Ap
   // 400 "body must be object" instead of the documented 415 (this plugin is not encapsulated: it applies app-wide).
   fastify.removeContentTypeParser('text/plain')
 
-  const service = createPredictionService({
-    // Creates go through the shared upstream rate (plugins/app/upstream-limits.ts).
-    replicate: shapeCreates(fastify.replicate, fastify.upstreamShaper),
+  fastify.decorate('predictions', createPreparer({
     moderation: fastify.moderation,
     imageModeration: fastify.imageModeration,
     resolveImage,
-    defaultPlan: config.DEFAULT_PLAN,
-    cancelAfter: config.REPLICATE_CANCEL_AFTER,
-    log: fastify.log,
-    ...(config.REPLICATE_WEBHOOKS === 'on' ? { webhook: { url: webhookUrl(config), events: ['completed'] } } : {})
-  })
-  fastify.decorate('predictions', service)
-  fastify.addHook('onClose', async () => {
-    service.close()
-    await fetcher.close()
-  })
-}, { name: 'predictions', dependencies: ['replicate', 'moderation', 'upstream-limits'] })
+    log: fastify.log
+  }))
+  fastify.addHook('onClose', async () => { await fetcher.close() })
+}, { name: 'predictions', dependencies: ['moderation'] })

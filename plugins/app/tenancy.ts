@@ -11,11 +11,15 @@ import { createAzureBlobImageStorage, createLocalImageStorage } from '../../src/
 import type { ImageStorage } from '../../src/tenancy/image-storage.ts'
 import { createTenantService } from '../../src/tenancy/service.ts'
 import type { TenantService } from '../../src/tenancy/service.ts'
-import { WEBHOOK_GRACE_MS } from '../../src/tenancy/webhook-receiver.ts'
+import { createPredictionTracker } from '../../src/predictions/tracker.ts'
+import type { PredictionTracker } from '../../src/predictions/tracker.ts'
+import { WEBHOOK_GRACE_MS, webhookUrl } from '../../src/tenancy/webhook-receiver.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
     tenancy: TenantService
+    /** The one owner of unfinished predictions' state. */
+    tracker: PredictionTracker
     /** Callers' webhooks: deliveries, their retries and the keys' signing secrets. */
     webhooks: WebhookDispatcher
     /** The origin our own URLs (kept images) are built on for this request. */
@@ -24,8 +28,8 @@ declare module 'fastify' {
 }
 
 /**
- * Tenant-aware predictions (plans, ownership, the ledger, kept images) over the prediction service,
- * and the tracker that follows unfinished predictions, resumed from the store at start.
+ * Tenant-aware predictions (plans, ownership, the ledger, kept images), and the tracker that owns every
+ * unfinished prediction's state, resumed from the store at start.
  */
 export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOptions) {
   const { config, overrides = {} } = opts
@@ -63,39 +67,53 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
   })
   fastify.decorate('webhooks', webhooks)
 
-  const service = createTenantService({
-    inner: fastify.predictions,
-    replicate: fastify.replicate,
+  const tracker = createPredictionTracker({
     store: fastify.state,
+    feed: fastify.changes,
+    replicate: fastify.replicate,
+    shaper: fastify.upstreamShaper,
     images,
     fetchImage: (url, o) => fetcher.fetch(url, o),
-    log: fastify.log.child({ component: 'tenancy' }),
+    log: fastify.log.child({ component: 'tracker' }),
+    cancelAfter: config.REPLICATE_CANCEL_AFTER,
+    webhookUrl: config.REPLICATE_WEBHOOKS === 'on' ? webhookUrl(config) : undefined,
+    webhookGraceMs: WEBHOOK_GRACE_MS,
     // A dead instance's predictions are picked up by another within about one lease.
     leaseMs: config.TRACKER_LEASE_MS,
     sweepMs: config.TRACKER_LEASE_MS,
     reconcileAfterMs: config.CREATE_RECONCILE_AFTER_MS,
-    // With webhooks on, a new prediction's tracker leaves it to the webhook for a minute before polling.
-    webhookGraceMs: config.REPLICATE_WEBHOOKS === 'on' ? WEBHOOK_GRACE_MS : 0,
+    maxQueued: config.REPLICATE_CREATE_QUEUE_SIZE,
     onEnded: fastify.metrics.predictionEnded,
     webhooks,
-    ...overrides.tenancy?.service
+    ...overrides.tenancy?.tracker
+  })
+  fastify.decorate('tracker', tracker)
+  const service = createTenantService({
+    preparer: fastify.predictions,
+    tracker,
+    shaper: fastify.upstreamShaper,
+    store: fastify.state,
+    images,
+    log: fastify.log.child({ component: 'tenancy' }),
+    webhooks,
+    ...(overrides.tenancy?.now ? { now: overrides.tenancy.now } : {})
   })
   fastify.decorate('tenancy', service)
-  fastify.metrics.gauges({ tracked: service.tracked, queueDepth: () => fastify.upstreamShaper.waiting })
+  fastify.metrics.gauges({ tracked: tracker.tracked, queueDepth: () => fastify.upstreamShaper.waiting + tracker.queued() })
 
   const configured = config.PUBLIC_BASE_URL?.replace(/\/+$/, '')
   fastify.decorate('publicBaseUrl', (request: FastifyRequest) => configured ?? `${request.protocol}://${request.host}`)
 
   fastify.addHook('onReady', async () => {
     webhooks.start()
-    const resumed = await service.resume()
+    const resumed = await tracker.resume()
     if (resumed > 0) fastify.log.info({ predictions: resumed }, 'resumed tracking unfinished predictions')
   })
   // onClose, not preClose: it runs once in-flight requests have ended, so a sync create still waiting on Replicate
   // keeps its images and settles its credits first. Fastify runs onClose hooks in reverse order of registration,
   // so this runs before the Replicate client, the in-process emulator (which serves the images) and the store close.
   fastify.addHook('onClose', async () => {
-    await service.close()
+    await tracker.close()
     await webhooks.close()
     await fetcher.close()
   })

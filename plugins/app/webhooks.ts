@@ -21,7 +21,7 @@ export default fp(async function webhooks (fastify: FastifyInstance, opts: AppOp
   const configured = config.REPLICATE_WEBHOOK_SECRET
   const receiver = createWebhookReceiver({
     secret: configured ? async () => configured : () => fastify.replicate.getWebhookSecret(),
-    tenancy: fastify.tenancy,
+    tracker: fastify.tracker,
     log: fastify.log.child({ component: 'webhooks' })
   })
   fastify.decorate('webhookReceiver', receiver)

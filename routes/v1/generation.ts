@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { createSignal } from '../../src/http-signal.ts'
 import { parsePrefer } from '../../src/prefer.ts'
-import type { CreateResult } from '../../src/predictions/service.ts'
+import type { CreateResult } from '../../src/tenancy/service.ts'
 import { BEARER_SECURITY, PredictionSchema, problemResponses, refTo } from '../../src/schemas/common.ts'
 import { ImageToImageRequestSchema, TextToImageRequestSchema } from '../../src/schemas/generation.ts'
 

@@ -31,6 +31,9 @@ const webhooks: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) =>
       summary: 'Receive a Replicate webhook',
       description: 'Called by Replicate, not by API clients, when REPLICATE_WEBHOOKS is on: a finished prediction is finalized at once (images kept, credits settled). Authenticated by its Standard Webhooks signature rather than an API key.',
       security: [],
+      querystring: Type.Object({
+        prediction: Type.Optional(Type.String({ pattern: '^[a-z0-9]{1,64}$', description: 'Our prediction id, added to the URL each create hands Replicate.' }))
+      }),
       headers: Type.Object({
         'webhook-id': Type.Optional(Type.String({ description: 'Unique per message, the same across retries.' })),
         'webhook-timestamp': Type.Optional(Type.String({ description: 'Unix seconds; more than 300 s away from our clock is refused.' })),
@@ -60,8 +63,8 @@ const webhooks: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) =>
     if (!receiver) throw new AppError('not_found', 'Replicate webhooks are off (REPLICATE_WEBHOOKS).')
     // The signature vouches that this is Replicate's prediction object.
     const prediction = request.body as unknown as Prediction
-    const outcome = await receiver.accept(String(request.headers['webhook-id']), prediction)
-    request.log.info({ predictionId: prediction.id, status: prediction.status, outcome }, 'webhook received')
+    const outcome = await receiver.accept(String(request.headers['webhook-id']), prediction, request.query.prediction)
+    request.log.info({ predictionId: request.query.prediction, upstreamId: prediction.id, status: prediction.status, outcome }, 'webhook received')
     return reply.code(outcome === 'finalizing' ? 202 : 204).send()
   })
 }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import { dayOf, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
-  ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec, RateTake,
+  ApiKeyRecord, Balance, Budget, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec, RateTake,
   ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow, WebhookDelivery
 } from './types.ts'
 
@@ -120,7 +120,22 @@ redis.call('SADD', KEYS[2], ARGV[2])
 return 1
 `
 
+// KEYS: pred:<id>, pred:by:<owner>, pred:open. ARGV: doc, finalized (0|1), history member, createdAt, id.
+// A finalized prediction stays final: a late write of an earlier state (a poll racing a webhook on another
+// instance) is dropped, so the ledger and the record never disagree.
+const PUT_PREDICTION = `
+if ARGV[2] == '0' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and cjson.decode(cur).finalized == true then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[3], ARGV[5]) else redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5]) end
+return 1
+`
+
 type Scripted = Redis & {
+  fgwPutPrediction: (...args: (string | number)[]) => Promise<number>
   fgwReserve: (...args: (string | number)[]) => Promise<[number, number, number]>
   fgwFinish: (...args: (string | number)[]) => Promise<number>
   fgwIdemBegin: (...args: (string | number)[]) => Promise<[string, string?]>
@@ -151,6 +166,7 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
   const p = opts.prefix ?? 'fgw:'
   const redis = new Redis(opts.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true, lazyConnect: false }) as Scripted
   const scripts: Record<string, [number, string]> = {
+    fgwPutPrediction: [3, PUT_PREDICTION],
     fgwReserve: [3, RESERVE],
     fgwFinish: [1, FINISH],
     fgwIdemBegin: [1, IDEM_BEGIN],
@@ -218,10 +234,8 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
 
     async putPrediction (e) {
       // pred:by:<owner> orders an owner's predictions by creation, for the history.
-      const m = redis.multi().set(`${p}pred:${e.id}`, JSON.stringify(e)).zadd(`${p}pred:by:${e.owner}`, 0, historyMember(e.createdAt, e.id))
-      if (e.finalized) m.zrem(`${p}pred:open`, e.id)
-      else m.zadd(`${p}pred:open`, e.createdAt, e.id)
-      await m.exec()
+      const written = await redis.fgwPutPrediction(`${p}pred:${e.id}`, `${p}pred:by:${e.owner}`, `${p}pred:open`, JSON.stringify(e), e.finalized ? 1 : 0, historyMember(e.createdAt, e.id), e.createdAt, e.id)
+      return written === 1
     },
     async getPrediction (id) {
       const doc = await redis.get(`${p}pred:${id}`)
@@ -270,20 +284,6 @@ export function createRedisStore (opts: RedisStoreOptions): StateStore {
       // The scan budget is spent: the next page starts after the last prediction read, matched or not.
       const last = bound.slice(1)
       return { entries: found, next: { createdAt: Number(last.slice(0, 15)), id: last.slice(16) } }
-    },
-
-    async putPendingCreate (pc) {
-      await redis.multi().set(`${p}pending:${pc.ledgerId}`, JSON.stringify(pc)).zadd(`${p}pending:all`, pc.createdAt, pc.ledgerId).exec()
-    },
-    async deletePendingCreate (ledgerId) {
-      const res = await redis.multi().del(`${p}pending:${ledgerId}`).zrem(`${p}pending:all`, ledgerId).exec()
-      return Number(res?.[0]?.[1] ?? 0) > 0
-    },
-    async listPendingCreates (olderThan) {
-      const ids = await redis.zrangebyscore(`${p}pending:all`, '-inf', `(${olderThan}`)
-      if (ids.length === 0) return []
-      const docs = await redis.mget(ids.map((id) => `${p}pending:${id}`))
-      return docs.filter((d): d is string => d !== null).map((d) => JSON.parse(d) as PendingCreate)
     },
 
     async reserve (req: ReserveRequest): Promise<ReserveResult> {

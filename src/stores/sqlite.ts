@@ -4,7 +4,7 @@ import { DatabaseSync } from 'node:sqlite'
 import type { SQLInputValue } from 'node:sqlite'
 import { dayOf, gcra, monthOf, roundUsd, toBalance } from './types.ts'
 import type {
-  ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PendingCreate, PredictionEntry, RateSpec,
+  ApiKeyRecord, Balance, Budget, BudgetPeriod, IdempotencyBegin, LedgerEntry, LedgerState, PredictionEntry, RateSpec,
   RateTake, ReserveRequest, ReserveResult, StateStore, StoredResponse, UsageReport, UsageRow, WebhookDelivery
 } from './types.ts'
 
@@ -36,12 +36,6 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_unfinalized ON predictions (finalized, created_at);
 CREATE INDEX IF NOT EXISTS predictions_owner_created ON predictions (owner, created_at, id);
-CREATE TABLE IF NOT EXISTS pending_creates (
-  ledger_id TEXT PRIMARY KEY,
-  created_at INTEGER NOT NULL,
-  doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pending_creates_created ON pending_creates (created_at);
 CREATE TABLE IF NOT EXISTS ledger (
   id TEXT PRIMARY KEY,
   key_id TEXT NOT NULL,
@@ -146,13 +140,9 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     countActive: db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
     countAll: db.prepare('SELECT COUNT(*) AS n FROM api_keys'),
     putPrediction: db.prepare(`INSERT INTO predictions (id, owner, model, created_at, finalized, doc) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT (id) DO UPDATE SET finalized = excluded.finalized, doc = excluded.doc`),
+      ON CONFLICT (id) DO UPDATE SET finalized = excluded.finalized, doc = excluded.doc WHERE predictions.finalized = 0 OR excluded.finalized = 1`),
     getPrediction: db.prepare('SELECT doc FROM predictions WHERE id = ?'),
     listUnfinalized: db.prepare('SELECT doc FROM predictions WHERE finalized = 0 ORDER BY created_at, id'),
-    putPending: db.prepare(`INSERT INTO pending_creates (ledger_id, created_at, doc) VALUES (?, ?, ?)
-      ON CONFLICT (ledger_id) DO UPDATE SET created_at = excluded.created_at, doc = excluded.doc`),
-    deletePending: db.prepare('DELETE FROM pending_creates WHERE ledger_id = ?'),
-    listPending: db.prepare('SELECT doc FROM pending_creates WHERE created_at < ? ORDER BY created_at, ledger_id'),
     heldInMonth: db.prepare(`SELECT COALESCE(SUM(CASE WHEN state = 'settled' THEN credits ELSE 0 END), 0) AS used,
       COALESCE(SUM(CASE WHEN state = 'reserved' THEN credits ELSE 0 END), 0) AS reserved FROM ledger WHERE key_id = ? AND month = ?`),
     heldInTotal: db.prepare(`SELECT COALESCE(SUM(CASE WHEN state = 'settled' THEN credits ELSE 0 END), 0) AS used,
@@ -255,7 +245,8 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
     },
 
     async putPrediction (e) {
-      q.putPrediction.run(e.id, e.owner, e.model, e.createdAt, e.finalized ? 1 : 0, JSON.stringify(e))
+      // A finalized prediction stays final: a late write of an earlier state is dropped (see the type).
+      return Number(q.putPrediction.run(e.id, e.owner, e.model, e.createdAt, e.finalized ? 1 : 0, JSON.stringify(e)).changes) > 0
     },
     async getPrediction (id) {
       const row = q.getPrediction.get(id) as Row | undefined
@@ -279,16 +270,6 @@ export function createSqliteStore (opts: SqliteStoreOptions): StateStore {
       const entries = rows.slice(0, o.limit).map((r) => JSON.parse(String(r.doc)) as PredictionEntry)
       const last = entries.at(-1)
       return { entries, next: rows.length > o.limit && last ? { createdAt: last.createdAt, id: last.id } : null }
-    },
-
-    async putPendingCreate (pc) {
-      q.putPending.run(pc.ledgerId, pc.createdAt, JSON.stringify(pc))
-    },
-    async deletePendingCreate (ledgerId) {
-      return Number(q.deletePending.run(ledgerId).changes) > 0
-    },
-    async listPendingCreates (olderThan) {
-      return (q.listPending.all(olderThan) as Row[]).map((r) => JSON.parse(String(r.doc)) as PendingCreate)
     },
 
     async reserve (req: ReserveRequest): Promise<ReserveResult> {

@@ -53,27 +53,33 @@ export interface PredictionEntry {
   kept: KeptImage[]
   /** Where the caller asked for the prediction's events, and the origin its image URLs are built on. */
   webhook?: { url: string, events: WebhookEvent[], baseUrl: string }
+  /**
+   * Replicate's id for it, once the create has answered (or the prediction was found by its input). Internal: callers
+   * only ever see `id`, the gateway's own. Absent on records made before the gateway had ids of its own: there `id`
+   * is Replicate's.
+   */
+  upstreamId?: string
+  /** The upstream create until it has answered: queued (not sent yet) or held (sent, no answer yet). */
+  create?: UpstreamCreate
+  /** A cancel was asked while the create was queued or held on another instance: its tracker stops it. */
+  cancelRequested?: boolean
+  /** Bumped by every change; orders the change feed and the event stream. Absent (0) on older records. */
+  seq?: number
 }
 
 /**
- * A create about to be sent upstream, written before it goes and deleted once the prediction is recorded
- * (or the create failed). One left behind means the process died while the create was in flight: the
- * prediction, if it reached Replicate, is found again by its model and input.
+ * A create accepted but not yet answered by Replicate. Queued ones (`sentAt` null) are sent by whichever instance
+ * tracks the prediction, after a restart too. A held one whose answer never came (its process died) is found again
+ * by model and input in Replicate's list, since the id was never learned.
  */
-export interface PendingCreate {
-  /** The ledger entry holding the credits; names the record. */
-  ledgerId: string
-  owner: string
-  /** Our model id. */
-  model: string
+export interface UpstreamCreate {
   replicateModel: string
-  /** sha256 of the canonical JSON of the exact input sent. */
+  /** What is sent; dropped once the create has answered (an image-to-image input can be megabytes). */
+  input?: Record<string, unknown>
+  /** sha256 of the canonical JSON of the input. */
   inputHash: string
-  numImages: number
-  creditsPerImage: number
-  warnings?: unknown[]
-  webhook?: PredictionEntry['webhook']
-  createdAt: number
+  /** When it was sent (ms epoch); null while queued. Written before the request goes, so a restart never sends it twice. */
+  sentAt: number | null
 }
 
 export type LedgerState = 'reserved' | 'settled' | 'released'
@@ -241,18 +247,16 @@ export interface StateStore {
   /** Every key ever created, revoked ones included: once this is above 0, authentication stays on. */
   countKeys: () => Promise<number>
 
-  putPrediction: (entry: PredictionEntry) => Promise<void>
+  /**
+   * Writes the entry; false (and nothing written) when the stored one is finalized and this one is not: a final
+   * prediction never goes back, whichever instance writes late.
+   */
+  putPrediction: (entry: PredictionEntry) => Promise<boolean>
   getPrediction: (id: string) => Promise<PredictionEntry | undefined>
   /** Every prediction not yet finalized, oldest first. */
   listUnfinalized: () => Promise<PredictionEntry[]>
   /** One owner's predictions, newest first (ties by id, descending), filtered, a page at a time. */
   listPredictions: (owner: string, query: PredictionQuery) => Promise<PredictionPage>
-
-  putPendingCreate: (pending: PendingCreate) => Promise<void>
-  /** False when there was no such record (already deleted). */
-  deletePendingCreate: (ledgerId: string) => Promise<boolean>
-  /** Pending creates written before `olderThan` (ms epoch), oldest first. */
-  listPendingCreates: (olderThan: number) => Promise<PendingCreate[]>
 
   /** Records a new delivery; false (and nothing changed) when one with its id exists. */
   addWebhookDelivery: (delivery: WebhookDelivery) => Promise<boolean>

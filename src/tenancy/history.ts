@@ -2,7 +2,7 @@ import { ValidationError } from '../errors.ts'
 import type { PublicPrediction } from '../schemas/common.ts'
 import type { Warning } from '../schemas/generation.ts'
 import type { PredictionCursor, PredictionEntry, PredictionQuery, StateStore } from '../stores/types.ts'
-import { imageUrl } from './service.ts'
+import { imageUrl } from '../predictions/public.ts'
 import type { Tenant } from './tenant.ts'
 
 /**

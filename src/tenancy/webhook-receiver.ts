@@ -4,13 +4,13 @@ import { AppError } from '../errors.ts'
 import type { Prediction } from '../replicate/types.ts'
 import { verifyWebhook } from '../replicate/webhooks.ts'
 import type { WebhookVerification } from '../replicate/webhooks.ts'
-import type { TenantService } from './service.ts'
+import type { PredictionTracker } from '../predictions/tracker.ts'
 
 /**
  * Replicate's webhooks (REFERENCE §5) as the quickest news that a prediction ended. Each delivery is
  * verified over its raw bytes, handed over once per `webhook-id` (Replicate retries and may send a
- * message twice), and a terminal prediction goes to the tenant service, which finalizes it and stops
- * polling it.
+ * message twice), and a terminal prediction goes to the tracker, which finalizes it and stops
+ * following it.
  */
 
 export const WEBHOOK_PATH = '/v1/webhooks/replicate'
@@ -28,7 +28,7 @@ export type WebhookOutcome = 'finalizing' | 'ignored' | 'duplicate'
 export interface WebhookReceiverOptions {
   /** The `whsec_…` key: the configured one, or Replicate's, read once and cached. */
   secret: () => Promise<string>
-  tenancy: Pick<TenantService, 'onUpstreamUpdate'>
+  tracker: Pick<PredictionTracker, 'onUpstreamUpdate'>
   log: FastifyBaseLogger
   /** How many delivered webhook-ids are remembered; the oldest are forgotten first. */
   rememberIds?: number
@@ -37,8 +37,8 @@ export interface WebhookReceiverOptions {
 
 export interface WebhookReceiver {
   verify: (headers: Record<string, string | string[] | undefined>, rawBody: string | Buffer) => Promise<WebhookVerification>
-  /** Hands a verified delivery to the tenant service, once per webhook-id. */
-  accept: (webhookId: string, prediction: Prediction) => Promise<WebhookOutcome>
+  /** Hands a verified delivery to the tracker, once per webhook-id; `id` is our prediction's, from the URL. */
+  accept: (webhookId: string, prediction: Prediction, id?: string) => Promise<WebhookOutcome>
 }
 
 function single (value: string | string[] | undefined): string | undefined {
@@ -68,12 +68,12 @@ export function createWebhookReceiver (opts: WebhookReceiverOptions): WebhookRec
       })
     },
 
-    async accept (webhookId, prediction) {
+    async accept (webhookId, prediction, id) {
       if (seen.has(webhookId)) return 'duplicate'
       seen.add(webhookId)
       if (seen.size > limit) seen.delete(seen.values().next().value as string)
       try {
-        return await opts.tenancy.onUpstreamUpdate(prediction)
+        return await opts.tracker.onUpstreamUpdate(prediction, id)
       } catch (err) {
         // Not handled after all: Replicate's retry of it must get through.
         seen.delete(webhookId)

@@ -30,7 +30,10 @@ describe('text-to-image', () => {
     // Besides the create, only the download that keeps the image reached upstream.
     expect(gw.emulator.requests.map((r) => `${r.method} ${r.path.replace(/\/[^/]+\/out-0\.webp$/, '/<id>/out-0.webp')}`)).toEqual([
       'POST /v1/models/black-forest-labs/flux-schnell/predictions', 'GET /delivery/<id>/out-0.webp'])
-    expect(upstreamCreates()[0]!.headers.prefer).toBe('wait=30')
+    // Upstream, the create is held for Replicate's whole sync window, whatever the caller waits.
+    expect(upstreamCreates()[0]!.headers.prefer).toBe('wait=60')
+    // The id is the gateway's own; Replicate's stays internal.
+    expect(res.body.id).not.toBe(await gw.upstreamId(res.body.id))
     expect(upstreamCreates()[0]!.headers['cancel-after']).toBe('5m')
     // The image is fetchable by the caller.
     const image = await request(res.body.output[0])
@@ -56,17 +59,35 @@ describe('text-to-image', () => {
     expect(res.body.status).toBe('starting')
     expect(res.body.output).toBeNull()
     expect(res.body.cost_credits).toBe(1)
-    expect(upstreamCreates()[0]!.headers.prefer).toBeUndefined()
+    // The create is made after the answer, in sync mode, in the background: one upstream request in all.
+    const upstream = await gw.upstreamId(res.body.id)
+    const done = await call('GET', `/v1/predictions/${res.body.id}?wait=10`)
+    expect(done.body).toMatchObject({ id: res.body.id, status: 'succeeded' })
+    expect(upstreamCreates().map((r) => r.headers.prefer)).toEqual(['wait=60'])
+    expect(gw.emulator.requests.filter((r) => r.path.startsWith('/v1/predictions'))).toEqual([])
+    expect(gw.emulator.getPrediction(upstream)?.status).toBe('succeeded')
   })
 
   it('Prefer: wait=N bounds the wait; when it runs out the answer is 202 with a Location', async () => {
-    // flux-1.1-pro takes 6 s scaled to 120 ms; a 1 s wait scaled to 20 ms runs out first.
-    const res = await call('POST', '/v1/text-to-image', { prompt: 'a slow portrait', model: 'flux-1.1-pro' }, { prefer: 'wait=1' })
-    expect(res.status).toBe(202)
-    expect(res.headers['preference-applied']).toBe('wait=1')
-    expect(res.headers.location).toBe(`/v1/predictions/${res.body.id}`)
-    expect(upstreamCreates()[0]!.headers.prefer).toBe('wait=1')
-    expect(['starting', 'processing']).toContain(res.body.status)
+    // flux-1.1-pro made to take 150 s, scaled to 3 s: a 1 s wait runs out first.
+    const slow = await startGateway({ emulator: { predictSeconds: { 'black-forest-labs/flux-1.1-pro': 150 } } })
+    try {
+      const res = await slow.call('POST', '/v1/text-to-image', { prompt: 'a slow portrait', model: 'flux-1.1-pro' }, { prefer: 'wait=1' })
+      expect(res.status).toBe(202)
+      expect(res.headers['preference-applied']).toBe('wait=1')
+      expect(res.headers.location).toBe(`/v1/predictions/${res.body.id}`)
+      expect(['starting', 'processing']).toContain(res.body.status)
+      // The upstream create goes on being held after the caller's answer, and ends the prediction.
+      const done = await slow.call('GET', `/v1/predictions/${res.body.id}?wait=20`)
+      expect(done.body.status).toBe('succeeded')
+      // The emulator scales the 60 s sync window to 1.2 s, so the tracker then reads until the end: one create only.
+      const calls = slow.emulator.requests.filter((r) => !r.path.startsWith('/delivery/'))
+      expect(calls.filter((r) => r.method === 'POST').map((r) => r.headers.prefer)).toEqual(['wait=60'])
+      const upstream = await slow.upstreamId(res.body.id)
+      expect(calls.slice(1).map((r) => `${r.method} ${r.path}`)).toEqual(calls.slice(1).map(() => `GET /v1/predictions/${upstream}`))
+    } finally {
+      await slow.close()
+    }
   })
 
   it('reports parameters the model cannot honour as warnings', async () => {
@@ -98,14 +119,13 @@ describe('predictions', () => {
     expect(Date.now() - started).toBeLessThan(10_000)
   })
 
-  it('concurrent long-polls of one prediction share one upstream poller', async () => {
+  it('concurrent long-polls of one prediction cost Replicate nothing', async () => {
     const created = await call('POST', '/v1/text-to-image', { prompt: 'many watchers', model: 'flux-1.1-pro' }, { prefer: 'respond-async' })
     const id = created.body.id as string
     const results = await Promise.all(Array.from({ length: 8 }, () => call('GET', `/v1/predictions/${id}?wait=20`)))
     expect(results.every((r) => r.body.status === 'succeeded')).toBe(true)
-    const reads = gw.emulator.requests.filter((r) => r.method === 'GET' && r.path === `/v1/predictions/${id}`).length
-    // 8 initial reads plus one shared poller's few polls, not 8 pollers.
-    expect(reads).toBeLessThan(8 + 8)
+    // The watchers read the store and hear the end on the change feed: Replicate saw the create only.
+    expect(gw.emulator.requests.filter((r) => !r.path.startsWith('/delivery/')).map((r) => r.method)).toEqual(['POST'])
   })
 
   it('a long-poll that runs out answers 200 with the current state', async () => {
@@ -132,7 +152,9 @@ describe('predictions', () => {
       expect(body.status).toBe('canceled')
       // Canceled before it started: nothing to pay.
       expect(body.cost_credits).toBe(0)
-      expect(em.emulator.getPrediction(id)?.status).toBe('canceled')
+      const upstream = (await em.app.state.getPrediction(id))?.upstreamId
+      // Canceled while queued, nothing was sent; while held, the held create was found and canceled.
+      if (upstream !== undefined) expect(em.emulator.getPrediction(upstream)?.status).toBe('canceled')
     } finally {
       await em.close()
     }
@@ -166,7 +188,9 @@ describe('predictions', () => {
       await expect(pending).rejects.toThrow()
       await expect.poll(() => em.emulator.requests.filter((r) => r.path.endsWith('/cancel')).length, { timeout: 5_000 }).toBe(1)
       const id = em.emulator.requests.find((r) => r.path.endsWith('/cancel'))!.path.split('/')[3]!
-      expect(em.emulator.getPrediction(id)?.status).toBe('canceled')
+      const upstream = (await em.app.state.getPrediction(id))?.upstreamId
+      // Canceled while queued, nothing was sent; while held, the held create was found and canceled.
+      if (upstream !== undefined) expect(em.emulator.getPrediction(upstream)?.status).toBe('canceled')
     } finally {
       await em.close()
     }

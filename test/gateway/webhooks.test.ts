@@ -14,7 +14,7 @@ import type { Answer } from '../tenancy/helpers.ts'
 
 const SCHNELL_CREATE = '/v1/models/black-forest-labs/flux-schnell/predictions'
 // Tracking on and eager, so without webhooks the tracker polls within milliseconds.
-const FAST_TRACKING = { background: true, poll: { initialMs: 20, intervalMs: 40, maxIntervalMs: 80 } }
+const FAST_TRACKING = { poll: { initialMs: 20, maxIntervalMs: 80 } }
 
 interface Setup { gw: TestGateway, store: StateStore, key: string }
 const running: Setup[] = []
@@ -31,7 +31,7 @@ async function setUp (o: { webhooks?: boolean, tracking?: boolean, env?: Record<
     selfBaseUrl: true,
     env: { ...(o.webhooks === false ? {} : { REPLICATE_WEBHOOKS: 'on' }), ...o.env },
     emulator: o.emulator,
-    overrides: { tenancy: { store: made.store, service: o.tracking ? FAST_TRACKING : {} } }
+    overrides: { tenancy: { store: made.store, tracker: o.tracking ? FAST_TRACKING : {} } }
   })
   const setup = { gw, store: made.store, key: made.keys.k }
   running.push(setup)
@@ -98,7 +98,7 @@ describe('Replicate webhooks', () => {
     const { gw, store, key } = setup
     const id = await createAsync(setup)
     const entry = await finalized(store, id)
-    await gw.app.tenancy.idle()
+    await gw.app.tracker.idle()
     expect(entry.kept).toEqual([{ key: `${id}/0.webp`, contentType: 'image/webp', size: expect.any(Number) }])
     expect(await store.getLedgerEntry(entry.ledgerId)).toMatchObject({ state: 'settled', credits: 1, images: 1 })
     expect(upstreamGets(gw, id)).toBe(0)
@@ -157,7 +157,7 @@ describe('Replicate webhooks', () => {
     expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId })).status).toBe(202)
     expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId })).status).toBe(204)
     const final = await finalized(store, id)
-    await gw.app.tenancy.idle()
+    await gw.app.tracker.idle()
     expect(await store.getLedgerEntry(final.ledgerId)).toMatchObject({ state: 'settled', credits: 1, images: 1 })
     expect(logsFor(gw, 'prediction finalized', id)).toHaveLength(1)
     // Another message about a prediction already final changes nothing.
@@ -190,7 +190,7 @@ describe('Replicate webhooks', () => {
     const id = await createAsync(setup)
     const entry = await finalized(store, id)
     await until(() => logsFor(gw, 'webhook received', id).length >= 2 ? true : undefined, 'the second delivery')
-    await gw.app.tenancy.idle()
+    await gw.app.tracker.idle()
     expect(logsFor(gw, 'webhook received', id).map((l) => l.outcome)).toEqual(['finalizing', 'duplicate'])
     expect(logsFor(gw, 'prediction finalized', id)).toHaveLength(1)
     expect(await store.getLedgerEntry(entry.ledgerId)).toMatchObject({ state: 'settled', credits: 1 })

@@ -22,6 +22,8 @@ export interface TestGateway {
   logText: () => string
   /** One HTTP exchange with the gateway; a body is sent as JSON and a JSON answer is parsed. */
   call: (method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>) => Promise<Answer>
+  /** Replicate's (here the emulator's) id for one of our predictions, once its create has answered. */
+  upstreamId: (id: string, timeoutMs?: number) => Promise<string>
   close: () => Promise<void>
 }
 
@@ -65,9 +67,7 @@ export async function startGateway (o: {
       cb()
     }
   })
-  // Background tracking is off unless a test asks for it, so upstream request counts stay exact.
-  const overrides: AppOverrides = { ...o.overrides, tenancy: { ...o.overrides?.tenancy, service: { background: false, ...o.overrides?.tenancy?.service } } }
-  const app = await buildApp({ config, overrides }, stream)
+  const app = await buildApp({ config, overrides: o.overrides ?? {} }, stream)
   await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   if (!address || typeof address === 'string') throw new Error('no address')
@@ -85,6 +85,15 @@ export async function startGateway (o: {
       })
       const text = await res.body.text()
       return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+    },
+    async upstreamId (id, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs
+      for (;;) {
+        const upstream = (await app.state.getPrediction(id))?.upstreamId
+        if (upstream) return upstream
+        if (Date.now() > until) throw new Error(`prediction ${id} has no upstream id after ${timeoutMs} ms`)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
     },
     async close () {
       await app.close()

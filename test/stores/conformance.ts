@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ApiKeyRecord, PendingCreate, PredictionCursor, PredictionEntry, StateStore, WebhookDelivery } from '../../src/stores/types.ts'
+import type { ApiKeyRecord, PredictionCursor, PredictionEntry, StateStore, WebhookDelivery } from '../../src/stores/types.ts'
 
 /** One behaviour for every store: the SQLite and Redis suites both run this. */
 export function storeConformance (name: string, open: () => Promise<StateStore>): void {
@@ -57,19 +57,27 @@ export function storeConformance (name: string, open: () => Promise<StateStore>)
       expect(await s.getPrediction('zz')).toBeUndefined()
     }))
 
-    it('pending creates: put, list those older than a time oldest first, delete once', () => withStore(async (s) => {
-      const pending = (ledgerId: string, createdAt: number): PendingCreate => ({
-        ledgerId, owner: 'k1', model: 'flux-schnell', replicateModel: 'black-forest-labs/flux-schnell', inputHash: `h-${ledgerId}`, numImages: 2, creditsPerImage: 1, warnings: [{ code: 'w' }], createdAt
-      })
-      await s.putPendingCreate(pending('c', T0 + 3))
-      await s.putPendingCreate(pending('b', T0 + 2))
-      await s.putPendingCreate(pending('a', T0 + 1))
-      expect(await s.listPendingCreates(T0 + 3)).toEqual([pending('a', T0 + 1), pending('b', T0 + 2)])
-      expect(await s.listPendingCreates(T0)).toEqual([])
-      expect(await s.deletePendingCreate('a')).toBe(true)
-      expect(await s.deletePendingCreate('a')).toBe(false)
-      expect(await s.deletePendingCreate('zz')).toBe(false)
-      expect((await s.listPendingCreates(T0 + 10)).map((p) => p.ledgerId)).toEqual(['b', 'c'])
+    it('predictions: a finalized one is never overwritten by an earlier state', () => withStore(async (s) => {
+      const final = prediction('f1', { finalized: true, last: { status: 'succeeded' } })
+      expect(await s.putPrediction(prediction('f1'))).toBe(true)
+      expect(await s.putPrediction(final)).toBe(true)
+      expect(await s.putPrediction(prediction('f1', { last: { status: 'processing' } }))).toBe(false)
+      expect(await s.getPrediction('f1')).toEqual(final)
+      expect(await s.listUnfinalized()).toEqual([])
+      const again = { ...final, kept: [{ key: 'f1/0.png', contentType: 'image/png', size: 3 }] }
+      expect(await s.putPrediction(again)).toBe(true)
+      expect(await s.getPrediction('f1')).toEqual(again)
+    }))
+
+    it('predictions: a queued create keeps its input until answered, then its upstream id', () => withStore(async (s) => {
+      const input = { prompt: 'a fox', num_outputs: 2, image: `data:image/png;base64,${'A'.repeat(200_000)}` }
+      const queued = prediction('q1', { createdAt: T0, seq: 1, create: { replicateModel: 'black-forest-labs/flux-schnell', input, inputHash: 'h', sentAt: null } })
+      await s.putPrediction(queued)
+      expect(await s.getPrediction('q1')).toEqual(queued)
+      expect((await s.listUnfinalized()).map((e) => [e.id, e.create?.sentAt])).toEqual([['q1', null]])
+      const answered = prediction('q1', { createdAt: T0, seq: 3, upstreamId: 'rep123' })
+      await s.putPrediction(answered)
+      expect(await s.getPrediction('q1')).toEqual(answered)
     }))
 
     it('ledger: reserve, settle exactly once, release exactly once, balance and usage', () => withStore(async (s) => {

@@ -19,7 +19,7 @@ beforeAll(async () => {
     month: { plan: 'basic', budgetCredits: 100 }
   }))
   gw = await startGateway({
-    overrides: { tenancy: { store, service: { background: true, poll: { initialMs: 20, intervalMs: 40, maxIntervalMs: 80 } } } },
+    overrides: { tenancy: { store, tracker: { poll: { initialMs: 20, maxIntervalMs: 80 } } } },
     // Triggers without a listed word, so the model (not our moderation) is what refuses.
     emulator: { nsfwTrigger: 'velvet-lighthouse', partialNsfwTrigger: 'amber-lighthouse' }
   })

@@ -17,7 +17,7 @@ afterEach(async () => {
 async function setUp (emulator: Parameters<typeof startGateway>[0] extends infer O ? O extends { emulator?: infer E } ? E : never : never, env: Record<string, string> = {}) {
   const made = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 50 } })
   store = made.store
-  gw = await startGateway({ env, emulator, overrides: { tenancy: { store, service: { background: true, poll: { initialMs: 20, intervalMs: 40, maxIntervalMs: 80 } } } } })
+  gw = await startGateway({ env, emulator, overrides: { tenancy: { store, tracker: { poll: { initialMs: 20, maxIntervalMs: 80 } } } } })
   return { gw, key: made.keys.k, id: made.ids.k, store }
 }
 
