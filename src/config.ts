@@ -35,6 +35,7 @@ export const ConfigSchema = Type.Object({
   REPLICATE_MAX_RETRIES: Type.Integer({ minimum: 0, maximum: 10, default: 4 }),
   REPLICATE_CANCEL_AFTER: Type.String({ pattern: '^(\\d+h)?(\\d+m)?(\\d+s)?$|^\\d+$', minLength: 1, default: '5m' }),
   SYNC_WAIT_SECONDS: Type.Integer({ minimum: 1, maximum: 60, default: 60 }),
+  EVENTS_HEARTBEAT_SECONDS: Type.Integer({ minimum: 1, maximum: 300, default: 15 }),
   DEFAULT_PLAN: Type.Union([Type.Literal('free'), Type.Literal('basic'), Type.Literal('premium'), Type.Literal('pro')], { default: 'free' }),
   MODERATION_PROVIDER: Type.Union([Type.Literal('local'), Type.Literal('azure')], { default: 'local' }),
   MODERATION_TERMS_FILE: Type.Optional(Type.String({ minLength: 1 })),

@@ -82,9 +82,12 @@ describe('OpenTelemetry traces', () => {
       expect(ancestors(span!).at(-1), `${name} under the request span`).toBe(root.name)
     }
     expect(trace.find((s) => s.name === 'moderation')!.attributes).toMatchObject({ 'moderation.provider': 'local', 'moderation.allowed': true })
-    expect(create.attributes).toMatchObject({ 'replicate.operation': 'create', 'replicate.prediction_id': predictionId })
+    // Replicate's id is on the spans (it is internal: the caller's id is the gateway's own).
+    const upstreamId = (await gw.app.state.getPrediction(predictionId))!.upstreamId!
+    expect(upstreamId).not.toBe(predictionId)
+    expect(create.attributes).toMatchObject({ 'replicate.operation': 'create', 'replicate.prediction_id': upstreamId })
     expect(Number(create.attributes['http.response.status_code'])).toBe(201)
-    expect(trace.find((s) => s.name === 'keep images')!.attributes).toMatchObject({ 'replicate.prediction_id': predictionId })
+    expect(trace.find((s) => s.name === 'keep images')!.attributes).toMatchObject({ 'prediction.id': predictionId, 'replicate.prediction_id': upstreamId })
 
     // The create carried the trace upstream, naming its own span as the parent.
     const upstream = emulator.requests.find((r) => r.method === 'POST' && r.path.endsWith('/predictions'))!

@@ -96,6 +96,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     images,
     log: fastify.log.child({ component: 'tenancy' }),
     webhooks,
+    ensureUpstream: async () => { await fastify.tokenVault?.getToken() },
     ...(overrides.tenancy?.now ? { now: overrides.tenancy.now } : {})
   })
   fastify.decorate('tenancy', service)
@@ -117,4 +118,4 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     await webhooks.close()
     await fetcher.close()
   })
-}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate', 'metrics', 'upstream-limits', 'image-urls'] })
+}, { name: 'tenancy', dependencies: ['predictions', 'state', 'replicate', 'token-vault', 'metrics', 'upstream-limits', 'image-urls'] })

@@ -7,6 +7,7 @@ import type { ReplicateClient } from '../replicate/client.ts'
 import { ReplicateApiError } from '../replicate/errors.ts'
 import { inputHash, isSettled } from '../replicate/predictions.ts'
 import { abortableSleep } from '../replicate/retry.ts'
+import { TERMINAL_STATUSES } from '../replicate/types.ts'
 import type { Prediction } from '../replicate/types.ts'
 import type { FetchedImage } from '../net/safe-fetch.ts'
 import type { PublicPrediction } from '../schemas/common.ts'
@@ -49,6 +50,8 @@ export interface TrackerOptions {
   log: FastifyBaseLogger
   /** Replicate-side deadline for every prediction (Cancel-After), so nothing abandoned runs for long. */
   cancelAfter: string
+  /** How long Replicate holds each create (sync mode); its maximum, 60, unless a test shortens it. */
+  syncWindowSeconds?: number
   /** Where Replicate posts a prediction's end, when webhooks are on; the prediction's id is added as `?prediction=`. */
   webhookUrl?: string | undefined
   /** With webhooks on: how long after the create has answered the tracker waits for the webhook before it reads. */
@@ -155,6 +158,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
   const instanceId = opts.instanceId ?? randomUUID()
   const leaseMs = opts.leaseMs ?? 60_000
   const poll = { initialMs: 1_000, maxIntervalMs: 5_000, ...opts.poll }
+  const syncWindowSeconds = opts.syncWindowSeconds ?? SYNC_WINDOW_SECONDS
   const graceMs = opts.webhookUrl ? (opts.webhookGraceMs ?? 60_000) : 0
   const reconcileAfterMs = opts.reconcileAfterMs ?? 150_000
   const maxQueued = opts.maxQueued ?? 1_000
@@ -175,8 +179,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     return next
   }
 
-  function keepImages (id: string, urls: string[]): Promise<KeptImage[]> {
-    return withSpan('keep images', { 'prediction.id': id, 'images.count': urls.length }, async (span) => {
+  function keepImages (id: string, upstreamId: string | undefined, urls: string[]): Promise<KeptImage[]> {
+    return withSpan('keep images', { 'prediction.id': id, ...(upstreamId ? { 'replicate.prediction_id': upstreamId } : {}), 'images.count': urls.length }, async (span) => {
       const kept = await copyImages(id, urls)
       span.set('images.kept', kept.length)
       return kept
@@ -224,7 +228,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
       // True on the one finalization that moved the ledger entry (another instance may have got there first).
       let ended: boolean
       if (pub.status === 'succeeded') {
-        kept = await keepImages(entry.id, output)
+        kept = await keepImages(entry.id, entry.upstreamId, output)
         if (kept.length < output.length) log.error({ predictionId: entry.id, kept: kept.length, delivered: output.length }, 'some output images could not be kept')
         charged = spec.creditsPerImage * output.length
         ended = await store.settle(entry.ledgerId, { credits: charged, usd: spec.usdPerImage * output.length, images: output.length }, now())
@@ -260,15 +264,22 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     return finalize(entry, pub)
   }
 
-  /** What Replicate said about the prediction, applied: the one place its upstream state enters our record. */
-  async function apply (entry: PredictionEntry, prediction: Prediction): Promise<PredictionEntry> {
+  /**
+   * What Replicate said about the prediction, applied: the one place its upstream state enters our record. The
+   * create's own answer ends the prediction once the files are there (sync mode answers `processing` with them);
+   * a read or a webhook ends it only at a terminal status, which carries Replicate's completed_at. Images seen
+   * before that are published as output while the prediction still reads processing.
+   */
+  async function apply (entry: PredictionEntry, prediction: Prediction, source: 'create' | 'read' = 'read'): Promise<PredictionEntry> {
+    const settled = source === 'create' ? isSettled(prediction) : TERMINAL_STATUSES.has(prediction.status)
     const pub = toPublicPrediction(prediction, factsOf(entry))
+    if (!settled && pub.status === 'succeeded') pub.status = 'processing'
     const { create: _create, ...rest } = entry
     const next: PredictionEntry = { ...rest, upstreamId: prediction.id, last: pub }
-    if (isSettled(prediction)) return finalize(next, pub)
+    if (settled) return finalize(next, pub)
     const before = entry.last as PublicPrediction
     // Nothing new: no write, no event.
-    if (entry.upstreamId === prediction.id && !entry.create && before.status === pub.status && before.started_at === pub.started_at) return entry
+    if (entry.upstreamId === prediction.id && !entry.create && before.status === pub.status && before.started_at === pub.started_at && (before.output?.length ?? 0) === (pub.output?.length ?? 0)) return entry
     return commit(next)
   }
 
@@ -310,12 +321,12 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     t.stage = 'sending'
     let prediction: Prediction
     try {
-      prediction = await withSpan('replicate create', { 'prediction.id': entry.id }, () => opts.replicate.createPrediction(create.replicateModel, create.input ?? {}, {
-        wait: SYNC_WINDOW_SECONDS,
+      prediction = await opts.replicate.createPrediction(create.replicateModel, create.input ?? {}, {
+        wait: syncWindowSeconds,
         cancelAfter: opts.cancelAfter,
         ...(opts.webhookUrl ? { webhook: webhookFor(entry.id), webhookEventsFilter: ['completed'] } : {}),
         signal: t.createAbort.signal
-      }))
+      })
     } catch (err) {
       if (t.createAbort.signal.aborted) throw t.createAbort.signal.reason
       throw err
@@ -325,7 +336,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     current = (await store.getPrediction(entry.id)) ?? current
     if (current.finalized) return current
     await announce({ ...current, last: toPublicPrediction(prediction, factsOf(current)) }, 'start')
-    return apply(current, prediction)
+    return apply(current, prediction, 'create')
   }
 
   /**
@@ -480,7 +491,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
             return
           }
           start?.created.resolve(entry)
-          heldFull = now() - sentAt >= SYNC_WINDOW_SECONDS * 1000 - 1_000
+          heldFull = now() - sentAt >= syncWindowSeconds * 1000 - 1_000
         }
         if (entry.finalized) return
         t.stage = 'following'
@@ -535,7 +546,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
 
     async onUpstreamUpdate (prediction, id) {
       // Only an end is acted on: webhooks come twice or out of order, and an earlier state adds nothing.
-      if (!isSettled(prediction)) return 'ignored'
+      if (!TERMINAL_STATUSES.has(prediction.status)) return 'ignored'
       const entry = await store.getPrediction(id ?? prediction.id)
       if (!entry || entry.finalized) return 'ignored'
       const known = upstreamIdOf(entry)

@@ -6,7 +6,7 @@ import type { TrackerOptions } from '../predictions/tracker.ts'
 export interface TenancyOverrides {
   store?: StateStore
   images?: ImageStorage
-  tracker?: Pick<TrackerOptions, 'instanceId' | 'leaseMs' | 'sweepMs' | 'poll' | 'webhookGraceMs' | 'reconcileAfterMs' | 'maxQueued' | 'now'>
+  tracker?: Pick<TrackerOptions, 'instanceId' | 'leaseMs' | 'sweepMs' | 'poll' | 'webhookGraceMs' | 'reconcileAfterMs' | 'maxQueued' | 'syncWindowSeconds' | 'now'>
   /** The clock of reservations and records. */
   now?: () => number
 }

@@ -36,6 +36,8 @@ export interface TenantServiceOptions {
   store: StateStore
   images: ImageStorage
   log: FastifyBaseLogger
+  /** Throws when Replicate cannot be called at all now (no token): a create is refused rather than accepted in vain. */
+  ensureUpstream?: () => Promise<void>
   /** Checks the `webhook` a create names; without it, a create naming a webhook is refused. */
   webhooks?: Pick<WebhookDispatcher, 'violation'> | undefined
   now?: () => number
@@ -149,8 +151,9 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
     if (!tenant.anonymous) assertModelInPlan(tenant.plan, modelId)
     const spec = getModel(modelId)
     const sync = o.waitSeconds !== null
-    // An accepted async create is a promise: refused here, before anything is reserved, when the queue is full.
+    // An accepted async create is a promise: refused here, before anything is reserved, when it cannot be kept.
     if (!sync && tracker.queueFull()) throw new AppError('upstream_queue_full', 'Too many generations are waiting for Replicate; try again shortly.', { retry_after: 5 })
+    await opts.ensureUpstream?.()
     const numImages = kind === 't2i' ? ((body as TextToImageRequest).num_outputs ?? 1) : 1
     const credits = spec.creditsPerImage * numImages
     const ledgerId = randomUUID()
@@ -200,9 +203,10 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
       const pub = current.last as PublicPrediction
       if (current.finalized && pub.status === 'failed' && pub.error?.code === 'content_policy_violation') {
         // The model flagged its own output: for a waiting caller that is a refusal, as a refused prompt is.
+        ;(o.log ?? log).warn({ predictionId: id, upstreamId: current.upstreamId }, 'model reported unsafe output')
         throw new ContentSafetyError(pub.error.message, id)
       }
-      return { prediction: await presentStored(current, o.baseUrl), settled: current.finalized }
+      return { prediction: present(current, o.baseUrl), settled: current.finalized }
     } finally {
       o.signal?.removeEventListener('abort', onGone)
     }

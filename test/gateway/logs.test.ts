@@ -28,7 +28,7 @@ describe('logs', () => {
     const lines = gw.logs.filter((l) => l.request_id === 'req-logs-1')
     // One line for the request, when it ends, and the service's own lines (prediction created) before it.
     expect(lines.map((l) => l.msg).filter((m) => m === 'request completed' || m === 'incoming request')).toEqual(['request completed'])
-    expect(lines.map((l) => l.msg)).toContain('prediction created')
+    expect(lines.map((l) => l.msg)).toContain('prediction accepted')
     // At info, a request is what pino's default says of it: no headers.
     const completed = lines.find((l) => l.msg === 'request completed') as { req: Record<string, unknown>, res: Record<string, unknown>, responseTime: number }
     expect(completed.req).toEqual({ method: 'POST', url: '/v1/text-to-image', remoteAddress: '127.0.0.1' })

@@ -224,7 +224,7 @@ describe('output the model flags as unsafe', () => {
     // It is the prediction the gateway created, and upstream it failed.
     expect(creates()).toHaveLength(1)
     expect(creates()[0]!.path).toBe(`/v1/models/${ref}/predictions`)
-    const upstream = gw.emulator.getPrediction(res.body.prediction_id as string)
+    const upstream = gw.emulator.getPrediction(await gw.upstreamId(res.body.prediction_id as string))
     expect(upstream?.status).toBe('failed')
     expect(upstream?.model).toBe(ref)
     // Logged as a warning with the id, never with the prompt.
@@ -237,7 +237,7 @@ describe('output the model flags as unsafe', () => {
     const res = await post('/v1/image-to-image', { prompt: `the same harbour ${MODEL_NSFW_TRIGGER}`, image_url: pngDataUri, model: 'flux-dev' })
     expect(res.status, JSON.stringify(res.body)).toBe(422)
     expect(res.body).toMatchObject({ code: 'content_policy_violation', prediction_id: expect.any(String) })
-    expect(gw.emulator.getPrediction(res.body.prediction_id as string)?.status).toBe('failed')
+    expect(gw.emulator.getPrediction(await gw.upstreamId(res.body.prediction_id as string))?.status).toBe('failed')
   })
 
   it('respond-async: 202 first; the prediction then reads failed with error code content_policy_violation', async () => {

@@ -71,6 +71,7 @@ export async function startGateway (o: {
   await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   if (!address || typeof address === 'string') throw new Error('no address')
+  running.set(`http://127.0.0.1:${address.port}`, app)
   return {
     app,
     url: `http://127.0.0.1:${address.port}`,
@@ -84,7 +85,11 @@ export async function startGateway (o: {
         body: body === undefined ? undefined : JSON.stringify(body)
       })
       const text = await res.body.text()
-      return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+      const answer = { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+      // An accepted create (202) is sent upstream after the answer: wait until Replicate has answered it, so a test
+      // reads what reached upstream as it did when the create went out before the answer.
+      if (method === 'POST' && res.statusCode === 202 && /\/(text|image)-to-image$/.test(path)) await createAnswered(app, answer.body.id as string)
+      return answer
     },
     async upstreamId (id, timeoutMs = 10_000) {
       const until = Date.now() + timeoutMs
@@ -96,10 +101,32 @@ export async function startGateway (o: {
       }
     },
     async close () {
+      running.delete(`http://127.0.0.1:${address.port}`)
       await app.close()
       await emulator.close()
       rmSync(dataDir, { recursive: true, force: true })
     }
+  }
+}
+
+/** Running test gateways by URL, so helpers given only a URL can look into the gateway's store. */
+const running = new Map<string, FastifyInstance>()
+
+/**
+ * After an accepted create (202): waits until the gateway has Replicate's answer to it, since it is sent upstream
+ * after the 202. Tests that count what reached upstream read it as before. A URL that is no test gateway: nothing.
+ */
+export async function createAnsweredAt (url: string, id: string): Promise<void> {
+  const app = running.get(url)
+  if (app) await createAnswered(app, id)
+}
+
+async function createAnswered (app: FastifyInstance, id: string, timeoutMs = 5_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    const entry = await app.state.getPrediction(id)
+    if (!entry || !entry.create || entry.finalized || Date.now() > until) return
+    await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
 

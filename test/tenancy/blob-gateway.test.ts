@@ -42,12 +42,13 @@ describe('a gateway keeping images in Azure Blob Storage', () => {
     const id = res.body.id as string
     expect(res.body.output).toEqual([signedImageUrl(gw.url, id, 0)])
 
-    const upstreamUrl = (gw.emulator.getPrediction(id)!.output as string[])[0]!
+    const upstreamId = await gw.upstreamId(id)
+    const upstreamUrl = (gw.emulator.getPrediction(upstreamId)!.output as string[])[0]!
     const original = Buffer.from(await (await request(upstreamUrl)).body.arrayBuffer())
     expect(blob.blob('gateway-images', `${id}/0.png`)).toMatchObject({ contentType: 'image/png', bytes: original })
 
     // Replicate removes its copy an hour after completion: ended here on demand, not raced against a short timer.
-    expect(gw.emulator.expireOutput(id)).toBe(true)
+    expect(gw.emulator.expireOutput(upstreamId)).toBe(true)
     expect((await request(upstreamUrl)).statusCode).toBe(404)
 
     const kept = await request(`${gw.url}/v1/predictions/${id}/images/0`, { headers: { authorization: `Bearer ${key}` } })

@@ -1,4 +1,3 @@
-import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import type { StateStore } from '../../src/stores/types.ts'
@@ -42,22 +41,22 @@ describe('completed_at', () => {
   })
 
   it("keeps Replicate's own completed_at when it comes", async () => {
-    const created = await gw.call('POST', '/v1/text-to-image', { prompt: 'an async lighthouse', model: 'flux-schnell' }, { prefer: 'respond-async' })
-    expect(created.status).toBe(202)
-    const id = created.body.id as string
-    // Read through the gateway only once Replicate has written completed_at: a read while it still says processing
-    // (files there, no completed_at) finalizes with the gateway's own time, which the next test covers.
-    const upstreamNow = async () => (await (await request(`${gw.emulator.baseUrl}/predictions/${id}`, { headers: { authorization: `Bearer ${gw.emulator.token}` } })).body.json()) as Stored & { status: string }
-    let theirs = await upstreamNow()
-    for (let i = 0; i < 200 && theirs.status !== 'succeeded'; i++) {
-      await sleep(25)
-      theirs = await upstreamNow()
+    // schnell made to outlast the (scaled) sync window: the create answers without the images, and the tracker's
+    // read then finds the prediction succeeded, with Replicate's completed_at.
+    const slow = await startGateway({ emulator: { predictSeconds: { 'black-forest-labs/flux-schnell': 100 } }, overrides: { tenancy: { tracker: { poll: { initialMs: 50, maxIntervalMs: 100 } } } } })
+    try {
+      const created = await slow.call('POST', '/v1/text-to-image', { prompt: 'an async lighthouse', model: 'flux-schnell' }, { prefer: 'respond-async' })
+      expect(created.status).toBe(202)
+      const id = created.body.id as string
+      const read = await slow.call('GET', `/v1/predictions/${id}?wait=20`)
+      const theirs = slow.emulator.getPrediction(await slow.upstreamId(id))!
+      expect(theirs.status).toBe('succeeded')
+      expect(theirs.completed_at).toEqual(expect.any(String))
+      expect(read.body).toMatchObject({ status: 'succeeded', completed_at: theirs.completed_at })
+      expect((await slow.call('GET', `/v1/predictions/${id}`)).body.completed_at).toBe(theirs.completed_at)
+    } finally {
+      await slow.close()
     }
-    expect(theirs.status).toBe('succeeded')
-    const read = await gw.call('GET', `/v1/predictions/${id}`)
-    expect(theirs.completed_at).toEqual(expect.any(String))
-    expect(read.body).toMatchObject({ status: 'succeeded', completed_at: theirs.completed_at })
-    expect((await gw.call('GET', `/v1/predictions/${id}`)).body.completed_at).toBe(theirs.completed_at)
   })
 
   it('a record finalized without completed_at is backfilled on read with its settlement time, stored, and stable', async () => {

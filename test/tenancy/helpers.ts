@@ -1,3 +1,4 @@
+import { createAnsweredAt } from '../helpers/gateway.ts'
 import { request } from 'undici'
 import { expect } from 'vitest'
 import { createSqliteStore } from '../../src/stores/sqlite.ts'
@@ -20,6 +21,7 @@ export async function call (base: string, method: 'GET' | 'POST' | 'OPTIONS', pa
   const text = await res.body.text()
   let body: unknown = text
   try { body = text ? JSON.parse(text) : undefined } catch { /* not JSON */ }
+  if (method === 'POST' && res.statusCode === 202 && /\/(text|image)-to-image$/.test(path)) await createAnsweredAt(base, (body as { id: string }).id)
   return { status: res.statusCode, headers: res.headers, body }
 }
 

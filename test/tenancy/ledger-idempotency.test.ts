@@ -161,12 +161,13 @@ describe('usage ledger', () => {
     expect(res.status).toBe(200)
     const id = res.body.id as string
     expect(res.body.output).toEqual([signedImageUrl(gw.url, id, 0)])
-    const upstreamUrl = (gw.emulator.getPrediction(id)!.output as string[])[0]!
+    const upstreamId = await gw.upstreamId(id)
+    const upstreamUrl = (gw.emulator.getPrediction(upstreamId)!.output as string[])[0]!
     const fresh = await request(upstreamUrl)
     const original = Buffer.from(await fresh.body.arrayBuffer())
     expect(fresh.statusCode).toBe(200)
     // Replicate removes its copy an hour after completion: ended here on demand, not raced against a short timer.
-    expect(gw.emulator.expireOutput(id)).toBe(true)
+    expect(gw.emulator.expireOutput(upstreamId)).toBe(true)
     expect((await request(upstreamUrl)).statusCode).toBe(404)
     const kept = await request(`${gw.url}/v1/predictions/${id}/images/0`, { headers: { authorization: `Bearer ${keys.a}` } })
     expect(kept.statusCode).toBe(200)
