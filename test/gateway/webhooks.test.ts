@@ -30,7 +30,9 @@ async function setUp (o: { webhooks?: boolean, tracking?: boolean, env?: Record<
   const gw = await startGateway({
     selfBaseUrl: true,
     env: { ...(o.webhooks === false ? {} : { REPLICATE_WEBHOOKS: 'on' }), ...o.env },
-    emulator: o.emulator,
+    // schnell made to outlast Replicate's sync window (60 s, scaled to 1.2 s; the model takes 2 s): the create
+    // answers while it still runs, and the end comes by webhook (or by polling when webhooks are off).
+    emulator: { predictSeconds: { 'black-forest-labs/flux-schnell': 100 }, ...o.emulator },
     overrides: { tenancy: { store: made.store, tracker: o.tracking ? FAST_TRACKING : {} } }
   })
   const setup = { gw, store: made.store, key: made.keys.k }
@@ -59,16 +61,20 @@ const finalized = (store: StateStore, id: string) => until(async () => {
   return entry?.finalized ? entry : undefined
 }, `${id} to be finalized`)
 
-const upstreamGets = (gw: TestGateway, id: string) => gw.emulator.requests.filter((r) => r.method === 'GET' && r.path === `/v1/predictions/${id}`).length
+const upstreamGets = async (gw: TestGateway, id: string) => {
+  const upstream = await gw.upstreamId(id)
+  return gw.emulator.requests.filter((r) => r.method === 'GET' && r.path === `/v1/predictions/${upstream}`).length
+}
 
 const logsFor = (gw: TestGateway, msg: string, id?: string) => gw.logs.filter((l) => l.msg === msg && (id === undefined || l.predictionId === id))
 
 /** One delivery straight to the gateway, signed with `secret` unless a signature is given. */
-async function deliver (gw: TestGateway, secret: string, body: unknown, o: { id?: string, timestamp?: number, signature?: string } = {}): Promise<Answer> {
+async function deliver (gw: TestGateway, secret: string, body: unknown, o: { id?: string, timestamp?: number, signature?: string, prediction?: string } = {}): Promise<Answer> {
   const raw = JSON.stringify(body)
   const id = o.id ?? `msg_${randomUUID()}`
   const timestamp = o.timestamp ?? Math.floor(Date.now() / 1000)
-  const res = await request(`${gw.url}/v1/webhooks/replicate`, {
+  // Creates hand Replicate the webhook URL with our prediction's id in it.
+  const res = await request(`${gw.url}/v1/webhooks/replicate${o.prediction ? `?prediction=${o.prediction}` : ''}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': o.signature ?? signWebhook(secret, id, timestamp, raw) },
     body: raw
@@ -80,9 +86,9 @@ async function deliver (gw: TestGateway, secret: string, body: unknown, o: { id?
 describe('Replicate webhooks', () => {
   it('a create asks Replicate to post the completed event to <PUBLIC_BASE_URL>/v1/webhooks/replicate', async () => {
     const setup = await setUp()
-    await createAsync(setup)
+    const id = await createAsync(setup)
     const create = setup.gw.emulator.requests.find((r) => r.method === 'POST' && r.path === SCHNELL_CREATE)
-    expect(create?.body).toMatchObject({ webhook: `${setup.gw.url}/v1/webhooks/replicate`, webhook_events_filter: ['completed'] })
+    expect(create?.body).toMatchObject({ webhook: `${setup.gw.url}/v1/webhooks/replicate?prediction=${id}`, webhook_events_filter: ['completed'] })
   })
 
   it('with webhooks off, creates carry no webhook', async () => {
@@ -101,7 +107,7 @@ describe('Replicate webhooks', () => {
     await gw.app.tracker.idle()
     expect(entry.kept).toEqual([{ key: `${id}/0.webp`, contentType: 'image/webp', size: expect.any(Number) }])
     expect(await store.getLedgerEntry(entry.ledgerId)).toMatchObject({ state: 'settled', credits: 1, images: 1 })
-    expect(upstreamGets(gw, id)).toBe(0)
+    expect(await upstreamGets(gw, id)).toBe(0)
     // The secret was read from Replicate once.
     expect(gw.emulator.requests.filter((r) => r.path === '/v1/webhooks/default/secret')).toHaveLength(1)
     expect(logsFor(gw, 'webhook received', id)).toMatchObject([{ outcome: 'finalizing', status: 'succeeded' }])
@@ -118,7 +124,7 @@ describe('Replicate webhooks', () => {
     const setup = await setUp({ webhooks: false, tracking: true })
     const id = await createAsync(setup)
     await finalized(setup.store, id)
-    expect(upstreamGets(setup.gw, id)).toBeGreaterThan(0)
+    expect(await upstreamGets(setup.gw, id)).toBeGreaterThan(0)
   })
 
   it('a configured REPLICATE_WEBHOOK_SECRET is used without asking Replicate', async () => {
@@ -144,9 +150,9 @@ describe('Replicate webhooks', () => {
     expect(entry?.finalized).toBe(false)
     expect(await store.getLedgerEntry(entry!.ledgerId)).toMatchObject({ state: 'reserved' })
 
-    const upstream = gw.emulator.getPrediction(id)!
+    const upstream = gw.emulator.getPrediction(await gw.upstreamId(id))!
     expect(upstream.status).toBe('succeeded')
-    const forged = await deliver(gw, 'whsec_d3JvbmcgZW11bGF0b3Iga2V5IGZvciB0ZXN0cw==', upstream)
+    const forged = await deliver(gw, 'whsec_d3JvbmcgZW11bGF0b3Iga2V5IGZvciB0ZXN0cw==', upstream, { prediction: id })
     expect(forged.status).toBe(401)
     expect(forged.headers['content-type']).toMatch(/^application\/problem\+json/)
     expect(forged.body).toMatchObject({ status: 401, code: 'invalid_signature' })
@@ -154,14 +160,18 @@ describe('Replicate webhooks', () => {
 
     // The genuine message, delivered twice with one webhook-id: handled once.
     const messageId = `msg_${randomUUID()}`
-    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId })).status).toBe(202)
-    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId })).status).toBe(204)
+    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId, prediction: id })).status).toBe(202)
+    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { id: messageId, prediction: id })).status).toBe(204)
     const final = await finalized(store, id)
     await gw.app.tracker.idle()
     expect(await store.getLedgerEntry(final.ledgerId)).toMatchObject({ state: 'settled', credits: 1, images: 1 })
     expect(logsFor(gw, 'prediction finalized', id)).toHaveLength(1)
     // Another message about a prediction already final changes nothing.
-    expect((await deliver(gw, gw.emulator.webhookSecret, upstream)).status).toBe(204)
+    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { prediction: id })).status).toBe(204)
+    // Nor does a genuine message about another prediction, aimed at this one.
+    const other = await createAsync(setup, 'another garden')
+    expect((await deliver(gw, gw.emulator.webhookSecret, upstream, { prediction: other })).status).toBe(204)
+    expect((await store.getPrediction(other))?.kept).toEqual([])
   })
 
   it('a stale timestamp is 401, even correctly signed', async () => {
@@ -170,8 +180,8 @@ describe('Replicate webhooks', () => {
     const id = await createAsync(setup)
     await until(() => logsFor(gw, 'webhook refused').find((l) => l.reason === 'stale_timestamp'), 'a refused delivery')
     expect((await store.getPrediction(id))?.finalized).toBe(false)
-    const upstream = gw.emulator.getPrediction(id)!
-    const stale = await deliver(gw, gw.emulator.webhookSecret, upstream, { timestamp: Math.floor(Date.now() / 1000) - 600 })
+    const upstream = gw.emulator.getPrediction(await gw.upstreamId(id))!
+    const stale = await deliver(gw, gw.emulator.webhookSecret, upstream, { timestamp: Math.floor(Date.now() / 1000) - 600, prediction: id })
     expect(stale.status).toBe(401)
     expect(stale.body).toMatchObject({ code: 'invalid_signature' })
     expect((await store.getPrediction(id))?.finalized).toBe(false)
@@ -194,7 +204,7 @@ describe('Replicate webhooks', () => {
     expect(logsFor(gw, 'webhook received', id).map((l) => l.outcome)).toEqual(['finalizing', 'duplicate'])
     expect(logsFor(gw, 'prediction finalized', id)).toHaveLength(1)
     expect(await store.getLedgerEntry(entry.ledgerId)).toMatchObject({ state: 'settled', credits: 1 })
-    expect(upstreamGets(gw, id)).toBe(0)
+    expect(await upstreamGets(gw, id)).toBe(0)
   })
 
   it('a verified webhook about an unknown prediction, or one still running, is 204', async () => {

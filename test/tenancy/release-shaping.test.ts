@@ -54,12 +54,12 @@ describe('ledger release paths', () => {
 })
 
 describe('upstream create shaping', () => {
-  it('beyond REPLICATE_CREATE_RATE a create is refused with 429 and Retry-After, never sent to Replicate', async () => {
+  it('beyond REPLICATE_CREATE_RATE a sync create is refused with 429 and Retry-After, never sent to Replicate', async () => {
     const { gw, key, store, id } = await setUp({}, { REPLICATE_CREATE_RATE: '6', REPLICATE_CREATE_BURST: '1', REPLICATE_CREATE_QUEUE_MS: '0' })
     const takes = recordRateTakes(store)
-    const first = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'first in line', model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
-    expect(first.status).toBe(202)
-    const second = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'second in line', model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
+    const first = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'first in line', model: 'flux-schnell' }, })
+    expect(first.status).toBe(200)
+    const second = await call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: 'second in line', model: 'flux-schnell' }, })
     expect(second.status).toBe(429)
     expect(second.body).toMatchObject({ code: 'upstream_rate_limited' })
     // 6/min with a burst of 1: the next slot is 10 s after the first create, less the time between the two asks
@@ -80,8 +80,8 @@ describe('upstream create shaping', () => {
     // The first create is held up after its slot is granted, as on a busy machine: its arrival then falls between
     // the others', which a measure of arrival gaps would misread as the shaping failing.
     const takes = recordRateTakes(store, { stall: (bucket, nth) => bucket === UPSTREAM_CREATE_BUCKET && nth === 0 ? 600 : 0 })
-    const answers = await Promise.all([0, 1, 2].map((i) => call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: `queued ${i}`, model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })))
-    expect(answers.map((a) => a.status)).toEqual([202, 202, 202])
+    const answers = await Promise.all([0, 1, 2].map((i) => call(gw.url, 'POST', '/v1/text-to-image', { key, body: { prompt: `queued ${i}`, model: 'flux-schnell' }, })))
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200])
     expect(upstreamTakes(takes).map((t) => t.take.allowed)).toEqual([true, true, true])
     // Concurrent asks: the later ones were given a wait rather than a refusal.
     expect(upstreamTakes(takes).filter((t) => t.take.waitMs > 0).length).toBeGreaterThanOrEqual(1)
