@@ -413,7 +413,15 @@ async function sse (pool: Pool, id: string, tally: Tally): Promise<Answer> {
       let answer: Answer | undefined
       const feed = sseParser((e) => {
         if (e.id !== undefined) lastId = e.id
-        if (e.event === 'completed' && !answer) answer = { prediction: JSON.parse(e.data) as GatewayPrediction, at: now(), how: 'sse' }
+        if (e.event !== 'completed' || answer) return
+        // The event itself says the prediction ended; a payload that is not the prediction still ends the wait.
+        let prediction: GatewayPrediction
+        try {
+          prediction = JSON.parse(e.data) as GatewayPrediction
+        } catch {
+          prediction = { id, status: 'completed' }
+        }
+        answer = { prediction, at: now(), how: 'sse' }
       })
       const decoder = new TextDecoder()
       for await (const chunk of res.body) {
