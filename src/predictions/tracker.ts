@@ -341,8 +341,9 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
 
   /**
    * A create some process sent and never saw answered (it died): Replicate echoes the input, so the prediction is
-   * looked for by model and input near the time it was sent. Found, it is followed; not found, it never arrived,
-   * and it is sent now, once.
+   * looked for by model and input near the time it was sent. Found, it is followed. Not found, it never arrived:
+   * the prediction fails and its credits are released. (Sending it again could make a second prediction, should
+   * the list be behind; a queued create, never sent, is sent after a restart instead.)
    */
   async function findHeld (entry: PredictionEntry, signal: AbortSignal): Promise<PredictionEntry> {
     const create = entry.create!
@@ -359,8 +360,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
       log.info({ predictionId: entry.id, upstreamId: found.id }, 'found the prediction of an interrupted create')
       return apply(entry, found)
     }
-    log.info({ predictionId: entry.id }, 'an interrupted create never reached Replicate; sending it')
-    return commit({ ...entry, create: { ...create, sentAt: null } })
+    log.info({ predictionId: entry.id }, 'an interrupted create never reached Replicate; credits released')
+    return endUnmade(entry, 'failed', { code: 'upstream_error', message: 'The create was interrupted before it reached Replicate; nothing was charged.' })
   }
 
   /** Follows a created prediction to its end: the webhook first when there is one, else reads with backoff. */

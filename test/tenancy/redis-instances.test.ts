@@ -60,6 +60,9 @@ if (redisUnavailable) {
       const body = { prompt: 'one lighthouse, two doors', model: 'flux-schnell' }
       const headers = { 'idempotency-key': 'cross-instance-1', prefer: 'respond-async' }
       const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 ? a.url : b.url, 'POST', '/v1/text-to-image', { key: keys.main, body, headers })))
+      // The accepted create goes upstream after the answers: once.
+      await expect.poll(() => creates().length - before, { timeout: 5_000 }).toBe(1)
+      await sleep(200)
       expect(creates().length - before).toBe(1)
       const originals = answers.filter((r) => r.status === 202 && r.headers['idempotent-replayed'] === undefined)
       expect(originals).toHaveLength(1)

@@ -9,6 +9,7 @@ import { createSqliteStore } from '../../src/stores/sqlite.ts'
 import { spawnGateway, until, withStore } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import type { Prediction } from '../../src/replicate/types.ts'
+import type { PredictionEntry } from '../../src/stores/types.ts'
 import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 let emulator: Emulator
@@ -46,44 +47,45 @@ async function upstreamByPrompt (prompt: string): Promise<Prediction | undefined
 }
 
 
+/** The only prediction in a state file, once the gateway has recorded it. */
+async function onlyPrediction (file: string): Promise<PredictionEntry> {
+  return withStore(file, (store) => until(async () => (await store.listUnfinalized())[0], 'the accepted prediction'))
+}
+
+const finalizedIn = (file: string, id: string) => withStore(file, (store) => until(async () => {
+  const e = await store.getPrediction(id)
+  return e?.finalized ? e : undefined
+}, `${id} to be finalized`))
+
+const postsFor = (prompt: string) => emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions') && (r.body as { input?: { prompt?: string } })?.input?.prompt === prompt).length
+
 describe('restart recovery', () => {
-  it('after kill -9 mid-generation, the next process resumes tracking: the images are kept and the ledger settles', async () => {
+  it('after kill -9 while an async create is held upstream, the next process finds the prediction: the images are kept and the ledger settles', async () => {
     const file = path.join(dir, 'state.sqlite')
     const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
     await seed.store.close()
-    const env = {
-      REPLICATE_API_TOKEN: emulator.token,
-      REPLICATE_BASE_URL: emulator.baseUrl,
-      STATE_SQLITE_PATH: file,
-      IMAGE_STORAGE_DIR: path.join(dir, 'images'),
-      TRACKER_LEASE_MS: '1000'
-    }
-    const first = await spawnGateway(env)
+    const first = await spawnGateway(envFor(file))
     running.push(first)
-    const created = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt: 'survives a crash', model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
+    const prompt = 'survives a crash'
+    const created = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt, model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
     expect(created.status).toBe(202)
     const id = created.body.id as string
+    // Sent after the 202 and held by Replicate (sync mode) while the process dies: its id never came back.
+    const upstream = await until(() => upstreamByPrompt(prompt), 'the create upstream')
     await first.kill9()
-    expect(emulator.getPrediction(id)?.status).toBe('starting')
+    expect(emulator.getPrediction(upstream.id)?.status).toBe('starting')
+    expect(await withStore(file, (store) => store.getPrediction(id))).toMatchObject({ finalized: false, create: { sentAt: expect.any(Number) } })
 
-    const second = await spawnGateway(env)
+    const second = await spawnGateway(envFor(file, { CREATE_RECONCILE_AFTER_MS: '1000' }))
     running.push(second)
-    // No caller asks: the resumed tracker alone finalizes it.
-    const store = createSqliteStore({ path: file })
-    try {
-      let entry = await store.getPrediction(id)
-      for (let i = 0; i < 200 && !entry?.finalized; i++) {
-        await sleep(50)
-        entry = await store.getPrediction(id)
-      }
-      expect(entry).toMatchObject({ finalized: true, owner: seed.ids.k, kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
-      expect(await store.getLedgerEntry(entry!.ledgerId)).toMatchObject({ state: 'settled', credits: 1, images: 1 })
-    } finally {
-      await store.close()
-    }
+    // No caller asks: the resumed tracker alone finds it by its input and finalizes it.
+    const entry = await finalizedIn(file, id)
+    expect(entry).toMatchObject({ owner: seed.ids.k, upstreamId: upstream.id, kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 1, images: 1 })
     expect(second.logs.some((l) => l.includes('resumed tracking unfinished predictions'))).toBe(true)
+    expect(second.logs.some((l) => l.includes('found the prediction of an interrupted create'))).toBe(true)
     const read = await call(second.url, 'GET', `/v1/predictions/${id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, id, 0)] })
+    expect(read.body).toMatchObject({ id, status: 'succeeded', output: [signedImageUrl(second.url, id, 0)] })
     const image = await request(read.body.output[0], { headers: { authorization: `Bearer ${seed.keys.k}` } })
     expect(image.statusCode).toBe(200)
     expect(image.headers['content-type']).toBe('image/webp')
@@ -91,8 +93,9 @@ describe('restart recovery', () => {
     const usage = await call(second.url, 'GET', '/v1/usage', { key: seed.keys.k })
     expect(usage.body.balance).toMatchObject({ used_credits: 1, reserved_credits: 0, remaining_credits: 9 })
     // One create upstream in all.
-    expect(emulator.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))).toHaveLength(1)
-  })
+    expect(postsFor(prompt)).toBe(1)
+  }, 40_000)
+
   it('after kill -9 during a sync create, the next process adopts the prediction: the images are kept and the ledger settles once', async () => {
     const file = path.join(dir, 'sync.sqlite')
     const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
@@ -100,42 +103,30 @@ describe('restart recovery', () => {
     const first = await spawnGateway(envFor(file))
     running.push(first)
     const prompt = 'interrupted while Replicate holds the create'
-    // The default sync create: the id would only be known when it returns.
     const pending = call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt, model: 'flux-dev' } }).catch(() => undefined)
     const upstream = await until(() => upstreamByPrompt(prompt), 'the create upstream')
     await first.kill9()
     await pending
-    const id = upstream.id
-    expect(emulator.getPrediction(id)?.status).not.toBe('succeeded')
-    const left = await withStore(file, (store) => store.listPendingCreates(Number.MAX_SAFE_INTEGER))
-    expect(left).toMatchObject([{ owner: seed.ids.k, model: 'flux-dev', replicateModel: 'black-forest-labs/flux-dev', numImages: 1, creditsPerImage: 2 }])
-    expect(await withStore(file, (store) => store.getPrediction(id))).toBeUndefined()
+    expect(emulator.getPrediction(upstream.id)?.status).not.toBe('succeeded')
+    const left = await onlyPrediction(file)
+    expect(left).toMatchObject({ owner: seed.ids.k, model: 'flux-dev', numImages: 1, creditsPerImage: 2, create: { replicateModel: 'black-forest-labs/flux-dev' } })
+    expect(left.upstreamId).toBeUndefined()
 
     const second = await spawnGateway(envFor(file, { CREATE_RECONCILE_AFTER_MS: '1000' }))
     running.push(second)
-    const entry = await withStore(file, (store) => until(async () => {
-      const e = await store.getPrediction(id)
-      return e?.finalized ? e : undefined
-    }, 'the adopted prediction to be finalized'))
-    expect(entry).toMatchObject({ owner: seed.ids.k, model: 'flux-dev', ledgerId: left[0]!.ledgerId, kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
-    await withStore(file, async (store) => {
-      expect(await store.getLedgerEntry(entry.ledgerId)).toMatchObject({ state: 'settled', credits: 2, images: 1 })
-      expect(await store.listPendingCreates(Number.MAX_SAFE_INTEGER)).toEqual([])
-    })
-    expect(second.logs.some((l) => l.includes('adopted a prediction whose create was interrupted'))).toBe(true)
+    const entry = await finalizedIn(file, left.id)
+    expect(entry).toMatchObject({ owner: seed.ids.k, model: 'flux-dev', upstreamId: upstream.id, ledgerId: left.ledgerId, kept: [{ key: `${left.id}/0.webp`, contentType: 'image/webp' }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
 
-    const read = await call(second.url, 'GET', `/v1/predictions/${id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', model: 'flux-dev', output: [signedImageUrl(second.url, id, 0)] })
-    const image = await request(read.body.output[0], { headers: { authorization: `Bearer ${seed.keys.k}` } })
-    expect(image.statusCode).toBe(200)
-    expect(image.headers['content-type']).toBe('image/webp')
-    await image.body.dump()
+    const read = await call(second.url, 'GET', `/v1/predictions/${left.id}`, { key: seed.keys.k })
+    expect(read.body).toMatchObject({ status: 'succeeded', model: 'flux-dev', output: [signedImageUrl(second.url, left.id, 0)] })
     const usage = await call(second.url, 'GET', '/v1/usage', { key: seed.keys.k })
     expect(usage.body.balance).toMatchObject({ used_credits: 2, reserved_credits: 0, remaining_credits: 8 })
     expect(usage.body.by_model).toMatchObject([{ model: 'flux-dev', predictions: 1, credits: 2 }])
+    expect(postsFor(prompt)).toBe(1)
   }, 40_000)
 
-  it('after kill -9 before the create reached Replicate, the next process releases the reservation', async () => {
+  it('after kill -9 before the create reached Replicate, the next process fails the prediction and releases the reservation', async () => {
     const file = path.join(dir, 'unsent.sqlite')
     const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
     await seed.store.close()
@@ -151,23 +142,43 @@ describe('restart recovery', () => {
     await first.kill9()
     await pending
     emulator.clearFaults()
-    const [left] = await withStore(file, (store) => store.listPendingCreates(Number.MAX_SAFE_INTEGER))
-    expect(left).toMatchObject({ owner: seed.ids.k, model: 'flux-schnell' })
+    const left = await onlyPrediction(file)
 
     const second = await spawnGateway(envFor(file, { CREATE_RECONCILE_AFTER_MS: '1000' }))
     running.push(second)
-    await withStore(file, async (store) => {
-      const ledger = await until(async () => {
-        const l = await store.getLedgerEntry(left!.ledgerId)
-        return l?.state === 'reserved' ? undefined : l
-      }, 'the reservation to be released')
-      expect(ledger).toMatchObject({ state: 'released', credits: 0 })
-      expect(await store.listPendingCreates(Number.MAX_SAFE_INTEGER)).toEqual([])
-      expect(await store.listUnfinalized()).toEqual([])
-    })
+    const entry = await finalizedIn(file, left.id)
+    expect(entry.last).toMatchObject({ status: 'failed', cost_credits: 0, error: { code: 'upstream_error' } })
+    expect(await withStore(file, (store) => store.getLedgerEntry(left.ledgerId))).toMatchObject({ state: 'released', credits: 0 })
     expect(await upstreamByPrompt(prompt)).toBeUndefined()
     const usage = await call(second.url, 'GET', '/v1/usage', { key: seed.keys.k })
     expect(usage.body.balance).toMatchObject({ used_credits: 0, reserved_credits: 0, remaining_credits: 10 })
+  }, 40_000)
+
+  it('accepted creates still queued for an upstream slot when the process dies are sent by the next process, once', async () => {
+    const file = path.join(dir, 'queued.sqlite')
+    const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
+    await seed.store.close()
+    // One create every 10 s (the slots live in the shared store): the second accepted create waits in the queue.
+    const rate = { REPLICATE_CREATE_RATE: '6', REPLICATE_CREATE_BURST: '1' }
+    const first = await spawnGateway(envFor(file, rate))
+    running.push(first)
+    const sent = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt: 'first in line', model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
+    await finalizedIn(file, sent.body.id as string)
+    const prompt = 'waits its turn across a crash'
+    const queued = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt, model: 'flux-schnell' }, headers: { prefer: 'respond-async' } })
+    expect(queued.status).toBe(202)
+    const id = queued.body.id as string
+    await sleep(300)
+    expect(await withStore(file, (store) => store.getPrediction(id))).toMatchObject({ finalized: false, create: { sentAt: null } })
+    await first.kill9()
+    expect(postsFor(prompt)).toBe(0)
+
+    const second = await spawnGateway(envFor(file, rate))
+    running.push(second)
+    const entry = await finalizedIn(file, id)
+    expect(entry).toMatchObject({ kept: [{ key: `${id}/0.webp` }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 1 })
+    expect(postsFor(prompt)).toBe(1)
   }, 40_000)
 
   it('after SIGTERM whose grace ends during a sync create, the next process finishes the prediction', async () => {
@@ -186,42 +197,34 @@ describe('restart recovery', () => {
     await pending
     expect(first.logs.some((l) => l.includes('killed by timeout'))).toBe(true)
     expect(emulator.getPrediction(upstream.id)?.status).not.toBe('succeeded')
+    const left = await onlyPrediction(file)
 
     const second = await spawnGateway(envFor(file, { CREATE_RECONCILE_AFTER_MS: '1000' }))
     running.push(second)
-    const entry = await withStore(file, (store) => until(async () => {
-      const e = await store.getPrediction(upstream.id)
-      return e?.finalized ? e : undefined
-    }, 'the prediction to be finalized by the next process'))
-    expect(entry).toMatchObject({ owner: seed.ids.k, kept: [{ key: `${upstream.id}/0.webp`, contentType: 'image/webp' }] })
+    const entry = await finalizedIn(file, left.id)
+    expect(entry).toMatchObject({ owner: seed.ids.k, upstreamId: upstream.id, kept: [{ key: `${left.id}/0.webp`, contentType: 'image/webp' }] })
     expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
-    const read = await call(second.url, 'GET', `/v1/predictions/${upstream.id}`, { key: seed.keys.k })
-    expect(read.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, upstream.id, 0)] })
+    const read = await call(second.url, 'GET', `/v1/predictions/${left.id}`, { key: seed.keys.k })
+    expect(read.body).toMatchObject({ status: 'succeeded', output: [signedImageUrl(second.url, left.id, 0)] })
   }, 40_000)
 
-  it('after SIGTERM with an async prediction still running, the next process finishes it', async () => {
+  it('on SIGTERM with an async create held upstream, the process lets it answer and finishes the prediction before it exits', async () => {
     const file = path.join(dir, 'graceful-async.sqlite')
     const seed = await storeWithKeys({ k: { plan: 'basic', budgetCredits: 10 } }, createSqliteStore({ path: file }))
     await seed.store.close()
     const first = await spawnGateway(envFor(file))
     running.push(first)
     const exitCode = new Promise<number | null>((resolve) => first.child.once('exit', (code) => resolve(code)))
-    const created = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt: 'outlives a graceful stop', model: 'flux-dev' }, headers: { prefer: 'respond-async' } })
+    const prompt = 'outlives a graceful stop'
+    const created = await call(first.url, 'POST', '/v1/text-to-image', { key: seed.keys.k, body: { prompt, model: 'flux-dev' }, headers: { prefer: 'respond-async' } })
     expect(created.status).toBe(202)
     const id = created.body.id as string
+    await until(() => upstreamByPrompt(prompt), 'the create upstream')
     first.child.kill('SIGTERM')
-    // Nothing is in flight: the process stops its tracker and leaves at once, the prediction unfinished in the store.
     expect(await exitCode).toBe(0)
-    expect(emulator.getPrediction(id)?.status).not.toBe('succeeded')
-    expect(await withStore(file, (store) => store.getPrediction(id))).toMatchObject({ finalized: false })
-
-    const second = await spawnGateway(envFor(file))
-    running.push(second)
-    const entry = await withStore(file, (store) => until(async () => {
-      const e = await store.getPrediction(id)
-      return e?.finalized ? e : undefined
-    }, 'the prediction to be finalized by the next process'))
-    expect(entry).toMatchObject({ kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
-    expect(await withStore(file, (store) => store.getLedgerEntry(entry.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
+    const entry = await withStore(file, (store) => store.getPrediction(id))
+    expect(entry).toMatchObject({ finalized: true, kept: [{ key: `${id}/0.webp`, contentType: 'image/webp' }] })
+    expect(await withStore(file, (store) => store.getLedgerEntry(entry!.ledgerId))).toMatchObject({ state: 'settled', credits: 2, images: 1 })
+    expect(postsFor(prompt)).toBe(1)
   }, 40_000)
 })
