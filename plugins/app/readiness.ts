@@ -107,6 +107,8 @@ export default fp(async function readiness (fastify: FastifyInstance, opts: AppO
           last_error: last?.error ?? null
         },
         moderation: { provider: fastify.moderation.name },
+        // Replicate's ids are internal: operators find them here and in the log, callers never see them.
+        predictions: { tracked: fastify.tracker.tracked(), queued: fastify.tracker.queued(), following: fastify.tracker.snapshot(20) },
         sync_wait_seconds: opts.config.SYNC_WAIT_SECONDS,
         default_plan: opts.config.DEFAULT_PLAN
       }

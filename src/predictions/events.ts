@@ -6,7 +6,8 @@ import type { PredictionEntry } from '../stores/types.ts'
  * messages: any instance can serve any stream, and a reconnect resumes from the store.
  *
  * Each change the tracker writes has a `seq`. The events a change gives, in order: `status` (the status moved, or
- * the stream just began), `output` (the images became available), `completed` (final; the stream then ends).
+ * the stream just began), `output` (the images became available, or changed: Replicate's files first, then our kept
+ * copies), `completed` (final; the stream then ends).
  * An event's id is `<seq>-<n>` with n = 1, 2, 3 for those kinds, so ids only grow and `Last-Event-ID` says
  * exactly what the client has: a resume sends only what comes after it.
  */
@@ -23,18 +24,17 @@ const ORDER: Record<PredictionEventName, number> = { status: 1, output: 2, compl
 export interface Position {
   seq: number
   n: number
-  /** The last status and whether output was sent, as far as this stream knows. */
+  /** The last status and which output was sent, as far as this stream knows. */
   status?: string
-  output?: boolean
+  output?: string
 }
 
 /** `Last-Event-ID` as a position; anything unreadable starts from the beginning. */
 export function parseLastEventId (value: string | undefined): Position {
   const match = /^(\d{1,15})-([123])$/.exec(value?.trim() ?? '')
   if (!match) return { seq: -1, n: 3 }
-  // Having seen an event of this change, the client has its status (and its output if it saw that).
-  const n = Number(match[2])
-  return { seq: Number(match[1]), n, ...(n >= 2 ? { output: true } : {}) }
+  // Events of that change up to n are the client's; later changes are judged on their own.
+  return { seq: Number(match[1]), n: Number(match[2]) }
 }
 
 /**
@@ -53,12 +53,13 @@ export function eventsSince (entry: PredictionEntry, from: Position, present: (e
   const resumedInThisChange = seq === from.seq
   // A new stream always opens with the status; later, a status event means the status moved.
   if (from.seq < 0 || (!resumedInThisChange && from.status !== pub.status)) add('status', pub)
-  const hasOutput = pub.output !== null && pub.output.length > 0
-  if (hasOutput && !from.output) add('output', { id: pub.id, output: pub.output })
+  // Which images: signed URLs differ at every signing, so the kind and count name them.
+  const output = pub.output !== null && pub.output.length > 0 ? `${entry.kept.length > 0 && entry.finalized ? 'kept' : 'upstream'}:${pub.output.length}` : undefined
+  if (output !== undefined && output !== from.output) add('output', { id: pub.id, output: pub.output })
   if (entry.finalized) add('completed', pub)
   const last = events.at(-1)
   const at: Position = last
-    ? { seq, n: ORDER[last.event], status: pub.status, output: hasOutput || from.output === true }
+    ? { seq, n: ORDER[last.event], status: pub.status, ...(output !== undefined ? { output } : {}) }
     : { ...from, status: from.status ?? pub.status }
   return { events, at }
 }

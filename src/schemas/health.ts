@@ -29,6 +29,15 @@ export const HealthSchema = Type.Object({
     last_error: Type.Union([Type.String(), Type.Null()])
   }, { additionalProperties: false }),
   moderation: Type.Object({ provider: Type.String() }, { additionalProperties: false }),
+  predictions: Type.Object({
+    tracked: Type.Integer({ description: 'Unfinished predictions this instance follows upstream.' }),
+    queued: Type.Integer({ description: 'Accepted creates waiting here for an upstream slot.' }),
+    following: Type.Array(Type.Object({
+      id: Type.String({ description: 'Our prediction id.' }),
+      upstream_id: Type.Union([Type.String(), Type.Null()], { description: "Replicate's id, once its create has answered." }),
+      stage: Type.String({ description: '`queued`, `sending` (the create is held), `following` or `done`.' })
+    }, { additionalProperties: false }), { description: 'Up to 20 of them, with Replicate\'s ids.' })
+  }, { additionalProperties: false }),
   sync_wait_seconds: Type.Integer(),
   default_plan: Type.String()
 }, { $id: 'Health', additionalProperties: false, description: 'Service detail for operators.' })

@@ -62,10 +62,10 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await eventually(() => page.locator('#images img').evaluateAll((imgs) => imgs.every((img) => (img as unknown as PageImage).complete))).toBe(true)
     await browser.screenshot(page, 'playground-3-images')
 
-    // Every status once, in order, and how they arrived: this service has no events route, so by long-poll.
+    // Every status once, in order, and how they arrived: the service lists its events route, so by server-sent events.
     expect(await page.locator('#progress-log li').evaluateAll((lis) => lis.map((li) => (li as unknown as PageElement).dataset.status)))
       .toEqual(['sending', 'starting', 'processing', 'succeeded'])
-    expect(await page.locator('#progress-via').textContent()).toContain('long-polling')
+    expect(await page.locator('#progress-via').textContent()).toContain('server-sent events')
     expect(await page.locator('#progress-bar').getAttribute('value')).toBe('100')
 
     // What reached Replicate is what the form said.
@@ -213,7 +213,8 @@ describe.skipIf(!CHROMIUM)('the playground in Chromium, with authentication off'
     await page.locator('#cancel').click()
     await page.locator('#progress-log li[data-status="canceled"]').waitFor()
     const id = (await page.locator('#history-list li').first().getAttribute('data-id'))!
-    expect(gw.emulator.requests.some((r) => r.method === 'POST' && r.path.endsWith(`/predictions/${id}/cancel`))).toBe(true)
+    const upstreamId = await gw.upstreamId(id)
+    expect(gw.emulator.requests.some((r) => r.method === 'POST' && r.path.endsWith(`/predictions/${upstreamId}/cancel`))).toBe(true)
     // It had started, so it keeps its price, and says so.
     expect(await page.locator('#progress-log li[data-status="canceled"]').textContent()).toContain('Canceled after it started (2 credits)')
     expect(await page.locator('#cancel').isHidden()).toBe(true)
