@@ -40,10 +40,28 @@ const events: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) => {
     const { id } = request.params
     const baseUrl = fastify.publicBaseUrl(request)
     const present = (entry: PredictionEntry) => fastify.imageUrls.signOutput(fastify.tenancy.present(entry, baseUrl))
-    // Subscribed before the first read, so a change in between is not lost; changes are applied in seq order.
-    const pending: PredictionEntry[] = []
-    let deliver: ((entry: PredictionEntry) => void) | undefined
-    const unsubscribe = fastify.changes.subscribe(id, (entry) => { if (deliver) deliver(entry); else pending.push(entry) })
+    const stream = new PassThrough()
+    let at: Position = parseLastEventId(request.headers['last-event-id'])
+    let ended = false
+    const timers: { heartbeat?: NodeJS.Timeout } = {}
+    // Subscribed before the first read, so a change in between is not lost; what arrives before the read is held.
+    let held: PredictionEntry[] | null = []
+    const end = (): void => {
+      if (ended) return
+      ended = true
+      clearInterval(timers.heartbeat)
+      unsubscribe()
+      stream.end()
+    }
+    const deliver = (next: PredictionEntry): void => {
+      if (ended) return
+      if (held) return void held.push(next)
+      const { events: out, at: after } = eventsSince(next, at, present)
+      at = after
+      for (const e of out) stream.write(formatEvent(e))
+      if (next.finalized) end()
+    }
+    const unsubscribe = fastify.changes.subscribe(id, deliver)
     let entry: PredictionEntry
     try {
       entry = await fastify.tenancy.entry(request.tenant, id)
@@ -51,30 +69,15 @@ const events: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) => {
       unsubscribe()
       throw err
     }
-
-    const stream = new PassThrough()
-    let at: Position = parseLastEventId(request.headers['last-event-id'])
-    let ended = false
-    const heartbeat = setInterval(() => { stream.write(': heartbeat\n\n') }, heartbeatMs)
-    const end = (): void => {
-      if (ended) return
-      ended = true
-      clearInterval(heartbeat)
-      unsubscribe()
-      stream.end()
-    }
-    deliver = (next) => {
-      if (ended) return
-      const { events: out, at: after } = eventsSince(next, at, present)
-      at = after
-      for (const e of out) stream.write(formatEvent(e))
-      if (next.finalized) end()
-    }
+    timers.heartbeat = setInterval(() => { stream.write(': heartbeat\n\n') }, heartbeatMs)
     // The caller left: stop listening (the prediction itself goes on).
     reply.raw.once('close', end)
     stream.write('retry: 2000\n\n')
+    const early = held
+    held = null
+    // Changes come with their seq: the store's entry and anything older are skipped by it.
     deliver(entry)
-    for (const queued of pending.splice(0)) deliver(queued)
+    for (const change of early) deliver(change)
 
     return reply
       .header('content-type', 'text/event-stream; charset=utf-8')
