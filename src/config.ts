@@ -31,7 +31,7 @@ export const ConfigSchema = Type.Object({
   REPLICATE_BASE_URL: Type.String({ pattern: '^https?://[^\\s/]+', default: 'https://api.replicate.com/v1' }),
   REPLICATE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 120_000, default: 30_000 }),
   REPLICATE_MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1024, default: 32 }),
-  REPLICATE_CREATE_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 4096, default: 256 }),
+  REPLICATE_CREATE_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 4096, default: 1024 }),
   REPLICATE_MAX_RETRIES: Type.Integer({ minimum: 0, maximum: 10, default: 4 }),
   REPLICATE_CANCEL_AFTER: Type.String({ pattern: '^(\\d+h)?(\\d+m)?(\\d+s)?$|^\\d+$', minLength: 1, default: '5m' }),
   SYNC_WAIT_SECONDS: Type.Integer({ minimum: 1, maximum: 60, default: 60 }),

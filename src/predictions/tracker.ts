@@ -4,7 +4,7 @@ import { AppError } from '../errors.ts'
 import { getModel } from '../models/catalog.ts'
 import { toProblem } from '../problems.ts'
 import type { ReplicateClient } from '../replicate/client.ts'
-import { ReplicateApiError } from '../replicate/errors.ts'
+import { ReplicateApiError, ReplicateNetworkError, ReplicateTimeoutError } from '../replicate/errors.ts'
 import { inputHash, isSettled } from '../replicate/predictions.ts'
 import { abortableSleep } from '../replicate/retry.ts'
 import { TERMINAL_STATUSES } from '../replicate/types.ts'
@@ -345,10 +345,10 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
    * the prediction fails and its credits are released. (Sending it again could make a second prediction, should
    * the list be behind; a queued create, never sent, is sent after a restart instead.)
    */
-  async function findHeld (entry: PredictionEntry, signal: AbortSignal): Promise<PredictionEntry> {
+  async function findHeld (entry: PredictionEntry, signal: AbortSignal, afterMs = reconcileAfterMs): Promise<PredictionEntry> {
     const create = entry.create!
     const sentAt = create.sentAt!
-    const due = sentAt + reconcileAfterMs - now()
+    const due = sentAt + afterMs - now()
     if (due > 0) await abortableSleep(due, signal)
     const listed = await opts.replicate.listPredictions({ createdAfter: new Date(sentAt - SKEW_MS), createdBefore: new Date(now() + SKEW_MS), signal })
     // A twin (same model and input, another of our predictions) may own a candidate: those are skipped.
@@ -479,13 +479,27 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
           try {
             entry = await send(entry, t, start?.slotTaken ?? false)
           } catch (err) {
-            start?.created.reject(err)
             // Shutting down: a queued create stays queued in the store for the next instance to send.
-            if (closed) return
+            if (closed) {
+              start?.created.reject(err)
+              return
+            }
             if (err instanceof CanceledCreate || t.controller.signal.aborted) {
+              start?.created.reject(err)
               await endUnmade((await store.getPrediction(id)) ?? entry, 'canceled', null)
               return
             }
+            if (err instanceof ReplicateTimeoutError || (err instanceof ReplicateNetworkError && err.sent)) {
+              // No answer, but the create may have reached Replicate: the caller hears so, with our id to read it
+              // by, and the prediction is looked for by its input as after a crash, then followed.
+              log.warn({ predictionId: id, code: (err as { code?: string }).code }, 'an upstream create went unanswered; looking for it')
+              start?.created.reject(new ReplicateTimeoutError('Replicate did not answer the create in time; read the prediction for how it goes.', id, { cause: err }))
+              t.stage = 'following'
+              entry = await findHeld((await store.getPrediction(id)) ?? entry, t.controller.signal, 0)
+              if (!entry.finalized) await follow(entry, t.controller.signal, false)
+              return
+            }
+            start?.created.reject(err)
             const problem = toProblem(err, '')
             log.warn({ predictionId: id, code: problem.body.code, status: problem.status }, 'upstream create failed')
             await endUnmade((await store.getPrediction(id)) ?? entry, 'failed', { code: problem.body.code, message: problem.body.detail })

@@ -182,7 +182,7 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
     bodyTimeout: timeoutMs
   })
   const pool = poolOf(opts.connections ?? 16)
-  const createPool = poolOf(opts.createConnections ?? 256)
+  const createPool = poolOf(opts.createConnections ?? 1024)
 
   type Outcome = AttemptOutcome<{ status: number, body: unknown, headers: Dispatcher.ResponseData['headers'] }>
 

@@ -9,6 +9,8 @@ import { spawnGateway } from '../helpers/process.ts'
 import type { GatewayProcess } from '../helpers/process.ts'
 import { redisUnavailable, startTestRedis } from '../helpers/redis.ts'
 import type { TestRedis } from '../helpers/redis.ts'
+import { request } from 'undici'
+import { readEvents } from '../helpers/sse.ts'
 import { call, signedImageUrl, sleep, storeWithKeys } from './helpers.ts'
 
 if (redisUnavailable) {
@@ -22,12 +24,21 @@ if (redisUnavailable) {
   let a: GatewayProcess
   let b: GatewayProcess
   let keys: Record<'main' | 'limited' | 'budget', string>
+  let prefixOf: string
+  /** The emulator's id of the prediction made for a prompt, from its list as Replicate's API would answer it. */
+  const emulatorIdByPrompt = async (prompt: string): Promise<string> => {
+    const res = await request(`${emulator.baseUrl}/predictions`, { headers: { authorization: `Bearer ${emulator.token}` } })
+    const found = (await res.body.json() as { results: Array<{ id: string, input: { prompt?: string } }> }).results.find((p) => p.input.prompt === prompt)
+    if (!found) throw new Error(`no upstream prediction for ${prompt}`)
+    return found.id
+  }
 
   beforeAll(async () => {
     redis = await startTestRedis()
     emulator = await startEmulator({ timeScale: 0.05 })
     dir = mkdtempSync(path.join(tmpdir(), 'fgw-redis-'))
     const prefix = redis.prefix()
+    prefixOf = prefix
     const seeded = await storeWithKeys({
       main: { plan: 'premium' },
       limited: { plan: 'free', rateLimitPerMinute: 4 },
@@ -103,5 +114,57 @@ if (redisUnavailable) {
       const usageB = await call(b.url, 'GET', '/v1/usage', { key: keys.main })
       expect(usageA.body.balance).toEqual(usageB.body.balance)
     })
+
+    it('a prediction created on A and watched on B, by long-poll and by event stream, costs Replicate one request', async () => {
+      const prompt = `watched across instances ${Date.now()}`
+      const created = await request(`${a.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${keys.main}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt, model: 'flux-dev' }) })
+      expect(created.statusCode).toBe(202)
+      const { id } = await created.body.json() as { id: string }
+      const [polled, streamed] = await Promise.all([
+        call(b.url, 'GET', `/v1/predictions/${id}?wait=30`, { key: keys.main }),
+        readEvents(`${b.url}/v1/predictions/${id}/events`, { authorization: `Bearer ${keys.main}` })
+      ])
+      expect(polled.body).toMatchObject({ id, status: 'succeeded' })
+      expect(streamed.events.map((e) => e.event)).toContain('output')
+      expect(streamed.events.at(-1)).toMatchObject({ event: 'completed', data: { id, status: 'succeeded' } })
+      // The listing below is the test's own request; before it, the prediction's only API request was its create.
+      const calls = emulator.requests.filter((r) => !r.path.startsWith('/delivery/'))
+      const upstreamId = await emulatorIdByPrompt(prompt)
+      const ours = calls.filter((r) => (r.body as { input?: { prompt?: string } } | undefined)?.input?.prompt === prompt || r.path.includes(upstreamId))
+      expect(ours.map((r) => r.method)).toEqual(['POST'])
+    })
+
+    it('kill -9 the instance holding a create: the other takes the prediction over and finishes it, charged once', async () => {
+      // Real time, so the create is still held by Replicate when its instance dies.
+      const slow = await startEmulator({ timeScale: 1, startingMs: [1_000, 1_000], predictSeconds: { 'black-forest-labs/flux-schnell': 1 } })
+      const env = {
+        REPLICATE_API_TOKEN: slow.token,
+        REPLICATE_BASE_URL: slow.baseUrl,
+        REDIS_URL: redis.url,
+        REDIS_KEY_PREFIX: prefixOf,
+        IMAGE_STORAGE_DIR: path.join(dir, 'images'),
+        TRACKER_LEASE_MS: '1000',
+        CREATE_RECONCILE_AFTER_MS: '1000'
+      }
+      const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
+      try {
+        const prompt = 'held when its instance dies'
+        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${keys.budget}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt, model: 'flux-schnell' }) })
+        const { id } = await created.body.json() as { id: string }
+        for (let i = 0; i < 200 && !slow.requests.some((r) => r.method === 'POST'); i++) await sleep(10)
+        await c.kill9()
+        // d hears of the end on the change feed: a long-poll there answers once d has finished what c started.
+        const read = await call(d.url, 'GET', `/v1/predictions/${id}?wait=30`, { key: keys.budget })
+        expect(read.body).toMatchObject({ id, status: 'succeeded', output: [signedImageUrl(d.url, id, 0)] })
+        expect(slow.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))).toHaveLength(1)
+        expect(d.logs.some((l) => l.includes('found the prediction of an interrupted create'))).toBe(true)
+        const usage = await call(d.url, 'GET', '/v1/usage', { key: keys.budget })
+        expect(usage.body.by_model).toEqual(expect.arrayContaining([expect.objectContaining({ model: 'flux-schnell', predictions: 1, credits: 1 })]))
+      } finally {
+        await c.stop()
+        await d.stop()
+        await slow.close()
+      }
+    }, 40_000)
   })
 }
