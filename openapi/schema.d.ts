@@ -198,6 +198,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/predictions/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A prediction's progress as server-sent events
+         * @description A `text/event-stream`: `status` with the prediction whenever its status moves (and first thing), `output` with the image URLs when they are available, `completed` with the final prediction, after which the stream ends. A comment line every EVENTS_HEARTBEAT_SECONDS (15) keeps proxies from closing it. Reconnect with `Last-Event-ID` to resume without repeats. Only the key that created the prediction can follow it; another key's prediction is 404.
+         */
+        get: operations["streamPredictionEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predictions": {
         parameters: {
             query?: never;
@@ -802,13 +822,13 @@ export interface components {
         /** @description `succeeded` as soon as every image is available; `aborted` when the deadline passed before the model started. */
         PredictionStatus: "starting" | "processing" | "succeeded" | "failed" | "canceled" | "aborted";
         PredictionError: {
-            /** @description `content_policy_violation`, `prediction_failed` or `deadline_exceeded`. */
+            /** @description `content_policy_violation`, `prediction_failed` or `deadline_exceeded`; for a create Replicate refused or never answered after an async 202, the error code that create would have had (`upstream_error`, `upstream_timeout`, `rate_limited`, `validation_error`…). */
             code: string;
             message: string;
         };
         Prediction: {
             /**
-             * @description Replicate's prediction id.
+             * @description The gateway's own id (Replicate's stays internal), given before Replicate is called.
              * @example gm3qorzdhgbfurvjtvhg6dckhu
              */
             id: string;
@@ -912,6 +932,21 @@ export interface components {
             };
             moderation: {
                 provider: string;
+            };
+            predictions: {
+                /** @description Unfinished predictions this instance follows upstream. */
+                tracked: number;
+                /** @description Accepted creates waiting here for an upstream slot. */
+                queued: number;
+                /** @description Up to 20 of them, with Replicate's ids. */
+                following: {
+                    /** @description Our prediction id. */
+                    id: string;
+                    /** @description Replicate's id, once its create has answered. */
+                    upstream_id: string | null;
+                    /** @description `queued`, `sending` (the create is held), `following` or `done`. */
+                    stage: string;
+                }[];
             };
             sync_wait_seconds: number;
             default_plan: string;
@@ -1843,6 +1878,68 @@ export interface operations {
             };
         };
     };
+    streamPredictionEvents: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The id of the last event received, to resume after it. */
+                "last-event-id"?: string;
+            };
+            path: {
+                /** @description The prediction id the gateway gave it. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Invalid request: `errors` names each bad field. Codes: `validation_error`, `url_not_allowed`, `unknown_plan`, `bad_request`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid API key: send `Authorization: Bearer <key>`. Codes: `unauthorized`, `invalid_signature`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource. Codes: `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited: retry after the Retry-After header. Codes: `rate_limited`, `upstream_rate_limited`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listPredictions: {
         parameters: {
             query?: {
@@ -1910,7 +2007,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description Replicate's prediction id. */
+                /** @description The prediction id the gateway gave it. */
                 id: string;
             };
             cookie?: never;
@@ -1996,7 +2093,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Replicate's prediction id. */
+                /** @description The prediction id the gateway gave it. */
                 id: string;
             };
             cookie?: never;
@@ -2055,7 +2152,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Replicate's prediction id. */
+                /** @description The prediction id the gateway gave it. */
                 id: string;
             };
             cookie?: never;
@@ -2226,7 +2323,10 @@ export interface operations {
     };
     receiveReplicateWebhook: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Our prediction id, added to the URL each create hands Replicate. */
+                prediction?: string;
+            };
             header?: {
                 /** @description Unique per message, the same across retries. */
                 "webhook-id"?: string;

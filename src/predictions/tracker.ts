@@ -274,6 +274,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     const settled = source === 'create' ? isSettled(prediction) : TERMINAL_STATUSES.has(prediction.status)
     const pub = toPublicPrediction(prediction, factsOf(entry))
     if (!settled && pub.status === 'succeeded') pub.status = 'processing'
+    // Created when we accepted it, not when Replicate got the create a moment later.
+    pub.created_at = (entry.last as PublicPrediction | undefined)?.created_at ?? pub.created_at
     const { create: _create, ...rest } = entry
     const next: PredictionEntry = { ...rest, upstreamId: prediction.id, last: pub }
     if (settled) return finalize(next, pub)

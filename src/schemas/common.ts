@@ -45,12 +45,12 @@ export const PredictionStatusSchema = Type.Union([
 ], { $id: 'PredictionStatus', description: '`succeeded` as soon as every image is available; `aborted` when the deadline passed before the model started.' })
 
 export const PredictionErrorSchema = Type.Object({
-  code: Type.String({ description: '`content_policy_violation`, `prediction_failed` or `deadline_exceeded`.' }),
+  code: Type.String({ description: '`content_policy_violation`, `prediction_failed` or `deadline_exceeded`; for a create Replicate refused or never answered after an async 202, the error code that create would have had (`upstream_error`, `upstream_timeout`, `rate_limited`, `validation_error`…).' }),
   message: Type.String()
 }, { $id: 'PredictionError', additionalProperties: false })
 
 export const PredictionSchema = Type.Object({
-  id: Type.String({ description: "Replicate's prediction id.", examples: ['gm3qorzdhgbfurvjtvhg6dckhu'] }),
+  id: Type.String({ description: "The gateway's own id (Replicate's stays internal), given before Replicate is called.", examples: ['gm3qorzdhgbfurvjtvhg6dckhu'] }),
   status: refTo(PredictionStatusSchema),
   model: Type.String({ description: 'The model id from the catalog, e.g. `flux-schnell`.' }),
   created_at: Type.String({ format: 'date-time' }),
@@ -74,7 +74,7 @@ export const PredictionListSchema = Type.Object({
 }, { $id: 'PredictionList', additionalProperties: false })
 
 export const PredictionIdParamsSchema = Type.Object({
-  id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: "Replicate's prediction id." })
+  id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: 'The prediction id the gateway gave it.' })
 }, { additionalProperties: false })
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
