@@ -36,4 +36,6 @@ EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node as PID 1 receives SIGTERM directly and drains gracefully.
-CMD ["node", "src/server.ts"]
+# A small young generation: with thousands of waiting callers it keeps RSS about a fifth lower, at no measured cost
+# in throughput (README, Benchmarks). The same flag is in `npm start`.
+CMD ["node", "--max-semi-space-size=2", "src/server.ts"]

@@ -175,12 +175,16 @@ try {
   const prediction = await createdPrediction.json() as { id: string, status: string }
   if (prediction.status !== 'succeeded') throw new Error(`setup prediction did not succeed: ${JSON.stringify(prediction)}`)
   const upstreamAuth = { authorization: `Bearer ${token}` }
-  const upstreamDoc = await (await fetch(`${emulatorBase}/predictions/${prediction.id}`, { headers: upstreamAuth })).text()
-  const [bare] = await start(['bench/servers.ts', 'bare', upstreamDoc])
+  // Replicate's id for it (ours is the gateway's own), found in the emulator's list as Replicate's API would list it.
+  const listed = await (await fetch(`${emulatorBase}/predictions`, { headers: upstreamAuth })).json() as { results: Array<{ id: string, input: { prompt?: string } }> }
+  const upstreamId = listed.results.find((p) => p.input.prompt === 'a benchmark of herons')!.id
+  // The bare route answers the very JSON the gateway answers.
+  const sameJson = await (await fetch(`${gateway}/v1/predictions/${prediction.id}`, { headers: auth })).text()
+  const [bare] = await start(['bench/servers.ts', 'bare', sameJson])
 
   const status = {
     gateway: await measure(`${gateway}/v1/predictions/${prediction.id}`, auth),
-    emulator: await measure(`${emulatorBase}/predictions/${prediction.id}`, upstreamAuth),
+    emulator: await measure(`${emulatorBase}/predictions/${upstreamId}`, upstreamAuth),
     bare: await measure(`${bare}/v1/predictions/${prediction.id}`)
   }
 

@@ -188,8 +188,9 @@ async function startGateway (emulator: CountingEmulator, o: { webhooks: boolean,
     ...(o.webhooks ? { PUBLIC_BASE_URL: url } : {}),
     ...o.env
   }
-  // Its working directory is its own temporary one, so a developer's .env cannot change what is measured.
-  const child: ChildProcess = spawn(process.execPath, ['--experimental-strip-types', SERVER], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Its working directory is its own temporary one, so a developer's .env cannot change what is measured; its flags
+  // are those `npm start` runs it with.
+  const child: ChildProcess = spawn(process.execPath, ['--max-semi-space-size=2', '--experimental-strip-types', SERVER], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
   const logged = new Map<string, number>()
   let pending = ''
   child.stdout!.on('data', (chunk: Buffer) => {

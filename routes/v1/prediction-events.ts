@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { AppOptions } from '../../src/app.ts'
@@ -16,6 +16,14 @@ import type { PredictionEntry } from '../../src/stores/types.ts'
  */
 const events: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) => {
   const heartbeatMs = opts.config.EVENTS_HEARTBEAT_SECONDS * 1000
+  // One timer for every open stream rather than one each.
+  const streams = new Set<ServerResponse>()
+  const heartbeat = setInterval(() => { for (const raw of streams) raw.write(': heartbeat\n\n') }, heartbeatMs)
+  heartbeat.unref()
+  fastify.addHook('onClose', async () => {
+    clearInterval(heartbeat)
+    for (const raw of streams) raw.end()
+  })
 
   fastify.get('/predictions/:id/events', {
     schema: {
@@ -40,51 +48,45 @@ const events: FastifyPluginAsyncTypebox<AppOptions> = async (fastify, opts) => {
     const { id } = request.params
     const baseUrl = fastify.publicBaseUrl(request)
     const present = (entry: PredictionEntry) => fastify.imageUrls.signOutput(fastify.tenancy.present(entry, baseUrl))
-    const stream = new PassThrough()
+    const raw = reply.raw
     let at: Position = parseLastEventId(request.headers['last-event-id'])
     let ended = false
-    const timers: { heartbeat?: NodeJS.Timeout } = {}
-    // Subscribed before the first read, so a change in between is not lost; what arrives before the read is held.
-    let held: PredictionEntry[] | null = []
     const end = (): void => {
       if (ended) return
       ended = true
-      clearInterval(timers.heartbeat)
+      streams.delete(raw)
       unsubscribe()
-      stream.end()
+      raw.end()
     }
     const deliver = (next: PredictionEntry): void => {
       if (ended) return
-      if (held) return void held.push(next)
       const { events: out, at: after } = eventsSince(next, at, present)
       at = after
-      for (const e of out) stream.write(formatEvent(e))
+      if (out.length > 0) raw.write(out.map(formatEvent).join(''))
       if (next.finalized) end()
     }
-    const unsubscribe = fastify.changes.subscribe(id, deliver)
-    let entry: PredictionEntry
-    try {
-      entry = await fastify.tenancy.entry(request.tenant, id)
-    } catch (err) {
-      unsubscribe()
-      throw err
-    }
-    timers.heartbeat = setInterval(() => { stream.write(': heartbeat\n\n') }, heartbeatMs)
-    // The caller left: stop listening (the prediction itself goes on).
-    reply.raw.once('close', end)
-    stream.write('retry: 2000\n\n')
-    const early = held
-    held = null
-    // Changes come with their seq: the store's entry and anything older are skipped by it.
-    deliver(entry)
-    for (const change of early) deliver(change)
-
-    return reply
-      .header('content-type', 'text/event-stream; charset=utf-8')
-      .header('cache-control', 'no-cache, no-transform')
+    // Ownership first (404 for another key's prediction); the stream then follows the prediction from its
+    // current state on, shared with everyone else watching it here.
+    await fastify.tenancy.entry(request.tenant, id)
+    let unsubscribe = (): void => {}
+    // Written by hand from here: thousands of open streams are cheaper as raw writes than as piped stream objects.
+    // The headers set so far (the request id, CORS) go out with the stream's own.
+    reply.hijack()
+    raw.writeHead(200, {
+      ...(reply.getHeaders() as OutgoingHttpHeaders),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
       // Proxies such as nginx buffer responses unless told not to; events must go out as they happen.
-      .header('x-accel-buffering', 'no')
-      .send(stream)
+      'x-accel-buffering': 'no'
+    })
+    raw.write('retry: 2000\n\n')
+    streams.add(raw)
+    // The caller left: stop listening (the prediction itself goes on).
+    raw.once('close', end)
+    unsubscribe = fastify.tracker.follow(id, deliver)
+    // Final at once: the stream has ended, and `unsubscribe` was not set yet when it did.
+    if (ended) unsubscribe()
+    request.log.info({ predictionId: id, status: 200 }, 'event stream opened')
   })
 }
 

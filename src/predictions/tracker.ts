@@ -18,6 +18,8 @@ import type { UpstreamShaper } from '../tenancy/upstream-shaper.ts'
 import { withSpan } from '../telemetry.ts'
 import type { WebhookDispatcher } from '../webhooks/dispatcher.ts'
 import type { ChangeFeed } from './feed.ts'
+import { createWatches } from './watch.ts'
+import type { PredictionWatches } from './watch.ts'
 import { presentEntry, toPublicPrediction } from './public.ts'
 import type { PredictionFacts } from './public.ts'
 
@@ -91,7 +93,11 @@ export interface PredictionTracker {
    */
   submit: (entry: PredictionEntry, o: SubmitOptions) => { accepted: Promise<PredictionEntry>, created: Promise<PredictionEntry> }
   /** Resolves with the prediction once it is final, or with its latest state when `ms` pass first; undefined if unknown. */
-  waitForFinal: (id: string, ms: number, signal?: AbortSignal) => Promise<PredictionEntry | undefined>
+  waitForFinal: PredictionWatches['waitForFinal']
+  /** Every change of a prediction, from its current state on (shared per prediction; see watch.ts). */
+  follow: PredictionWatches['follow']
+  /** The freshest state of a prediction someone on this instance watches, without a store read. */
+  current: PredictionWatches['current']
   /** Stops a prediction: a queued create is never sent, a held one is found and canceled, a created one is canceled upstream. */
   cancel: (entry: PredictionEntry, why: string) => Promise<PredictionEntry>
   /**
@@ -400,36 +406,9 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     }
   }
 
-  /** Resolves with the prediction once it is final, or with its latest state when `ms` pass first. */
-  function waitForFinal (id: string, ms: number, signal?: AbortSignal): Promise<PredictionEntry | undefined> {
-    return new Promise((resolve, reject) => {
-      let latest: PredictionEntry | undefined
-      let done = false
-      const finish = (value: PredictionEntry | undefined, err?: unknown): void => {
-        if (done) return
-        done = true
-        unsubscribe()
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        if (err !== undefined) reject(err)
-        else resolve(value)
-      }
-      const newer = (e: PredictionEntry): void => {
-        if (latest === undefined || (e.seq ?? 0) >= (latest.seq ?? 0)) latest = e
-        if (latest.finalized) finish(latest)
-      }
-      const onAbort = (): void => finish(undefined, signal?.reason)
-      const unsubscribe = feed.subscribe(id, newer)
-      const timer = setTimeout(() => {
-        if (latest) finish(latest)
-        else store.getPrediction(id).then((e) => finish(e), (err: unknown) => finish(undefined, err))
-      }, ms)
-      if (signal?.aborted) return onAbort()
-      signal?.addEventListener('abort', onAbort, { once: true })
-      // Subscribed first, read second: a change between the two is not missed.
-      store.getPrediction(id).then((e) => { if (e) newer(e); else finish(undefined) }, (err: unknown) => finish(undefined, err))
-    })
-  }
+  // Callers watching predictions share one subscription, one read and one record per prediction (watch.ts).
+  const watches = createWatches({ feed, read: (id) => store.getPrediction(id), onError: (err, id) => { log.warn({ err, predictionId: id }, 'could not read a watched prediction') } })
+  const waitForFinal = watches.waitForFinal
 
   /** Asks Replicate to cancel a created prediction and applies its answer. */
   async function cancelUpstream (entry: PredictionEntry, why: string): Promise<PredictionEntry> {
@@ -543,6 +522,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
     },
 
     waitForFinal,
+    follow: watches.follow,
+    current: watches.current,
 
     async cancel (entry, why) {
       if (entry.finalized) return entry

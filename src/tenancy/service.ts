@@ -110,7 +110,8 @@ export function createTenantService (opts: TenantServiceOptions): TenantService 
   }
 
   async function owned (tenant: Tenant, id: string): Promise<PredictionEntry> {
-    const entry = finals.get(id) ?? await store.getPrediction(id)
+    // A prediction someone here already watches is known without a read.
+    const entry = finals.get(id) ?? tracker.current(id) ?? await store.getPrediction(id)
     // Another key's prediction is indistinguishable from a missing one.
     if (!entry || (!tenant.anonymous && entry.owner !== tenant.id)) throw notFound()
     return entry
