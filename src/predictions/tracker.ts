@@ -476,7 +476,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
               log.warn({ predictionId: id, code: (err as { code?: string }).code }, 'an upstream create went unanswered; looking for it')
               start?.created.reject(new ReplicateTimeoutError('Replicate did not answer the create in time; read the prediction for how it goes.', id, { cause: err }))
               t.stage = 'following'
-              entry = await findHeld((await store.getPrediction(id)) ?? entry, t.controller.signal, 0)
+              // Looked for once any create sent then has surely landed (as after a crash), so a late one is not missed.
+              entry = await findHeld((await store.getPrediction(id)) ?? entry, t.controller.signal)
               if (!entry.finalized) await follow(entry, t.controller.signal, false)
               return
             }

@@ -78,21 +78,38 @@ describe('error codes', () => {
     expect(gw.emulator.requests.filter((r) => !r.path.startsWith('/delivery/')).map((r) => r.method)).toEqual(['POST'])
   })
 
-  it('upstream_timeout 504 when Replicate does not answer a create in time; async, the prediction fails with that code', async () => {
-    // Replicate's 60 s sync window shortened to 1 s, so the create's deadline (window + 0.5 s) passes in a test.
-    const slow = await startGateway({ overrides: { tenancy: { tracker: { syncWindowSeconds: 1 } }, replicate: { syncMarginMs: 500 } } })
+  it('a create that got no answer is 504 upstream_timeout naming our id; the prediction is then looked for: found, it is finished', async () => {
+    const lost = await startGateway({ env: { CREATE_RECONCILE_AFTER_MS: '1000' } })
     try {
-      slow.emulator.inject({ kind: 'delay', delayMs: 3_500, method: 'POST', count: 2 })
+      // Replicate makes the prediction, and the connection drops before its answer.
+      lost.emulator.inject({ kind: 'reset-after-body', method: 'POST', count: 1 })
+      const res = await lost.call('POST', '/v1/text-to-image', { prompt: 'made, but never answered' })
+      expectProblem(res, 504, 'upstream_timeout')
+      const id = res.body.prediction_id as string
+      expect(id).toMatch(/^[a-z0-9]{26}$/)
+      const read = await lost.call('GET', `/v1/predictions/${id}?wait=20`)
+      expect(read.body).toMatchObject({ id, status: 'succeeded', cost_credits: 1 })
+      expect(lost.emulator.requests.filter((r) => r.method === 'POST')).toHaveLength(1)
+      expect(lost.logs.some((l) => l.msg === 'found the prediction of an interrupted create' && l.predictionId === id)).toBe(true)
+    } finally {
+      await lost.close()
+    }
+  }, 30_000)
+
+  it('a create Replicate never got, past its deadline: 504, and the prediction fails with nothing charged', async () => {
+    // Replicate's 60 s sync window shortened to 1 s, so the create's deadline (window + 0.5 s) passes in a test; the
+    // emulator holds the request past it and, its caller gone, never makes the prediction.
+    const slow = await startGateway({ env: { CREATE_RECONCILE_AFTER_MS: '1000' }, overrides: { tenancy: { tracker: { syncWindowSeconds: 1 } }, replicate: { syncMarginMs: 500 } } })
+    try {
+      slow.emulator.inject({ kind: 'delay', delayMs: 3_500, method: 'POST', count: 1 })
       const res = await slow.call('POST', '/v1/text-to-image', { prompt: 'too slow to answer' })
       expectProblem(res, 504, 'upstream_timeout')
-      const accepted = await slow.call('POST', '/v1/text-to-image', { prompt: 'too slow, async' }, { prefer: 'respond-async' })
-      expect(accepted.status).toBe(202)
-      const failed = await slow.call('GET', `/v1/predictions/${String(accepted.body.id)}?wait=10`)
-      expect(failed.body).toMatchObject({ status: 'failed', cost_credits: 0, error: { code: 'upstream_timeout' } })
+      const read = await slow.call('GET', `/v1/predictions/${res.body.prediction_id as string}?wait=20`)
+      expect(read.body).toMatchObject({ status: 'failed', cost_credits: 0, error: { code: 'upstream_error' } })
     } finally {
       await slow.close()
     }
-  })
+  }, 30_000)
 
   it('upstream_auth_failed 503 when Replicate rejects the token', async () => {
     const bad = await startGateway({ env: { REPLICATE_API_TOKEN: 'r8_not_a_real_token' } })
