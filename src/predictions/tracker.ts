@@ -40,6 +40,8 @@ const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': '
 const SYNC_WINDOW_SECONDS = 60
 /** Our clock and Replicate's need not agree. */
 const SKEW_MS = 120_000
+/** See `follow`. */
+const READ_SLACK_MS = 250
 
 export interface TrackerOptions {
   store: StateStore
@@ -323,8 +325,9 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
         queued--
       }
     }
-    // Written before the request goes: a restart then looks for it upstream instead of sending it again.
-    let current = await commit({ ...entry, create: { ...create, sentAt: now() } })
+    // Written before the request goes: a restart then looks for it upstream instead of sending it again. (A create
+    // that had its slot when accepted was written with it already: one write less on the busiest path.)
+    let current = create.sentAt === null ? await commit({ ...entry, create: { ...create, sentAt: now() } }) : entry
     if (current.finalized) return current
     t.stage = 'sending'
     let prediction: Prediction
@@ -379,9 +382,11 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
       // The webhook ends it first (finalize aborts this wait); past the grace period, a read catches a lost one.
       await abortableSleep(graceMs, signal)
     }
-    // A create held for the whole sync window ended a long prediction: no use polling fast.
+    // A create held for the whole sync window ended a long prediction: no use polling fast. The first read comes a
+    // moment after a whole interval: a prediction that ends a whole number of intervals past the window would
+    // otherwise end just as a read arrives, and cost one read more.
     let delay = heldFull && graceMs === 0 ? poll.maxIntervalMs : poll.initialMs
-    if (graceMs === 0) await abortableSleep(delay, signal)
+    if (graceMs === 0) await abortableSleep(heldFull ? delay + READ_SLACK_MS : delay, signal)
     for (;;) {
       const upstreamId = upstreamIdOf(current)!
       let prediction: Prediction
@@ -451,7 +456,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
           entry = await findHeld(entry, t.controller.signal)
           if (entry.cancelRequested && !entry.create && !entry.finalized) entry = await cancelUpstream(entry, 'canceled while its create was held')
         }
-        if (entry.create && entry.create.sentAt === null) {
+        if (entry.create && (entry.create.sentAt === null || start)) {
           if (entry.cancelRequested) {
             await endUnmade(entry, 'canceled', null)
             return
@@ -515,7 +520,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
   return {
     submit (entry, o) {
       const created = deferred<PredictionEntry>()
-      const accepted = commit(entry)
+      // With its slot in hand the create goes at once: it is written as sent from the start.
+      const accepted = commit(o.slotTaken ? { ...entry, create: { ...entry.create!, sentAt: now() } } : entry)
       accepted.then((written) => { track(written.id, { entry: written, slotTaken: o.slotTaken, created }) }, (err: unknown) => { created.reject(err) })
       // A caller that only awaits `accepted` must not leave an unhandled rejection behind.
       created.promise.catch(() => {})
