@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
 import { startTelemetry } from './telemetry.ts'
+import type { TelemetryTarget } from './telemetry.ts'
 import { buildValidatorCompiler } from './validation.ts'
 import { buildSerializerCompiler } from './serialization.ts'
 import type { ModerationProvider } from './moderation/types.ts'
@@ -99,6 +100,8 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
           'config.REPLICATE_WEBHOOK_SECRET',
           'METRICS_TOKEN',
           'config.METRICS_TOKEN',
+          'APPLICATIONINSIGHTS_CONNECTION_STRING',
+          'config.APPLICATIONINSIGHTS_CONNECTION_STRING',
           'req.headers["ocp-apim-subscription-key"]',
           '*.apiKey'
         ],
@@ -129,15 +132,25 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
 /** Builds the app without listening. `logStream` receives the JSON log lines (tests capture them). */
 export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStream): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts.config, logStream)).withTypeProvider<TypeBoxTypeProvider>()
-  const endpoint = opts.config.OTEL_EXPORTER_OTLP_ENDPOINT
-  if (endpoint !== undefined) {
+  const target = telemetryTarget(opts.config)
+  if (target !== undefined) {
+    if (target.kind === 'azure-monitor' && opts.config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) {
+      app.log.warn('APPLICATIONINSIGHTS_CONNECTION_STRING is set: traces go to Azure Monitor, OTEL_EXPORTER_OTLP_ENDPOINT is not used')
+    }
     // Before any route, so every request is traced; the SDK is imported only here.
-    const telemetry = await startTelemetry({ endpoint, serviceName: opts.config.OTEL_SERVICE_NAME, version: VERSION })
+    const telemetry = await startTelemetry({ target, serviceName: opts.config.OTEL_SERVICE_NAME, version: VERSION })
     await app.register(telemetry.plugin)
     app.addHook('onClose', telemetry.shutdown)
   }
   await app.register(fp(serviceApp), opts)
   return app
+}
+
+/** Where traces go: Application Insights when its connection string is set, else an OTLP collector, else nowhere. */
+function telemetryTarget (config: Config): TelemetryTarget | undefined {
+  if (config.APPLICATIONINSIGHTS_CONNECTION_STRING !== undefined) return { kind: 'azure-monitor', connectionString: config.APPLICATIONINSIGHTS_CONNECTION_STRING }
+  if (config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) return { kind: 'otlp', endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT }
+  return undefined
 }
 
 /** The whole service as one plugin: third-party setup, then our services, then the routes. */

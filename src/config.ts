@@ -99,6 +99,11 @@ export const ConfigSchema = Type.Object({
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   OTEL_SERVICE_NAME: Type.String({ minLength: 1, default: 'flux-gateway' }),
+  /**
+   * Traces to Application Insights through Azure Monitor's OpenTelemetry distro instead of OTLP (this wins when both
+   * are set). The key is the lowercase GUID the exporter accepts; `IngestionEndpoint` is the only host it sends to.
+   */
+  APPLICATIONINSIGHTS_CONNECTION_STRING: Type.Optional(Type.String({ pattern: '(^|;)\\s*InstrumentationKey=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\s*(;|$)' })),
   // --- the queue worker ---
   /** Consume generation requests from a Service Bus queue inside this HTTP process (`npm run worker` runs it alone). */
   WORKER: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' }),

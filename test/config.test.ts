@@ -33,6 +33,14 @@ describe('config', () => {
     expect((err as Error).message).toContain('PORT')
   })
 
+  it('an Application Insights connection string needs the lowercase GUID key the exporter accepts', () => {
+    const good = 'InstrumentationKey=0a1b2c3d-0000-4000-8000-00000000abcd;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/'
+    expect(loadConfig({ APPLICATIONINSIGHTS_CONNECTION_STRING: good }).APPLICATIONINSIGHTS_CONNECTION_STRING).toBe(good)
+    for (const bad of ['IngestionEndpoint=https://x.in.applicationinsights.azure.com/', 'InstrumentationKey=0A1B2C3D-0000-4000-8000-00000000ABCD', 'InstrumentationKey=not-a-guid']) {
+      expect(() => loadConfig({ APPLICATIONINSIGHTS_CONNECTION_STRING: bad }), bad).toThrow(/APPLICATIONINSIGHTS_CONNECTION_STRING/)
+    }
+  })
+
   it('the queue worker needs a queue and a connection string or a namespace', () => {
     const err = (() => {
       try {

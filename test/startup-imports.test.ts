@@ -13,7 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 // Swagger UI's plugin is registered at start (routes cannot be added later), but it reads its assets on request.
 // prom-client loads the OpenTelemetry API (a no-op facade without an SDK) for exemplars; the SDK is what tracing adds.
-const HEAVY = ['@azure/storage-blob', '@azure/service-bus', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', '@opentelemetry/sdk-trace-node', '@opentelemetry/exporter-trace-otlp-http', '@fastify/otel', 'src/emulator/']
+const HEAVY = ['@azure/storage-blob', '@azure/service-bus', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', '@opentelemetry/sdk-trace-node', '@opentelemetry/exporter-trace-otlp-http', '@fastify/otel', '@azure/monitor-opentelemetry', 'src/emulator/']
 
 /**
  * Builds the app and starts listening in a fresh process, with `env` as its settings, and returns which of the
