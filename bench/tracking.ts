@@ -623,7 +623,7 @@ async function runGenerations () {
     return {
       generations: GENERATIONS,
       prediction_seconds: seconds,
-      settings: { ...env, REPLICATE_CREATE_CONNECTIONS: 'default (256)', emulator_create_limit: 'lifted', emulator_read_limit: '3000/min (Replicate\'s)' },
+      settings: { ...env, REPLICATE_CREATE_CONNECTIONS: 'default (1024)', emulator_create_limit: 'lifted', emulator_read_limit: '3000/min (Replicate\'s)' },
       wall_ms: Math.round(wallMs),
       wall_vs_prediction_time: Math.round((wallMs / (seconds * 1000)) * 100) / 100,
       latency_ms: { p50: p.p50, p99: p.p99, max: latencies.length > 0 ? Math.round(Math.max(...latencies)) : null },
