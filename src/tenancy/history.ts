@@ -1,8 +1,7 @@
 import { ValidationError } from '../errors.ts'
 import type { PublicPrediction } from '../schemas/common.ts'
-import type { Warning } from '../schemas/generation.ts'
-import type { PredictionCursor, PredictionEntry, PredictionQuery, StateStore } from '../stores/types.ts'
-import { imageUrl } from '../predictions/public.ts'
+import type { PredictionCursor, PredictionQuery, StateStore } from '../stores/types.ts'
+import { presentEntry } from '../predictions/public.ts'
 import type { Tenant } from './tenant.ts'
 
 /**
@@ -35,18 +34,6 @@ export function decodeCursor (cursor: string): PredictionCursor {
   return { createdAt: Number(m[1]), id: m[2]! }
 }
 
-/** A stored prediction as the API shows it: our model id and warnings, and kept images at our URLs. */
-export function presentStored (entry: PredictionEntry, baseUrl: string): PublicPrediction {
-  const last = entry.last as PublicPrediction
-  const kept = entry.kept.length > 0 && last.status === 'succeeded'
-  return {
-    ...last,
-    model: entry.model,
-    warnings: entry.warnings as Warning[],
-    output: kept ? entry.kept.map((_k, i) => imageUrl(baseUrl, entry.id, i)) : last.output
-  }
-}
-
 export async function listHistory (store: StateStore, tenant: Tenant, q: HistoryQuery, baseUrl: string): Promise<HistoryPage> {
   const query: PredictionQuery = {
     limit: q.limit,
@@ -58,5 +45,5 @@ export async function listHistory (store: StateStore, tenant: Tenant, q: History
   }
   // Never another key's: the owner is the caller, whatever the query says (anonymous sees the anonymous ones).
   const page = await store.listPredictions(tenant.id, query)
-  return { data: page.entries.map((e) => presentStored(e, baseUrl)), next_cursor: page.next ? encodeCursor(page.next) : null }
+  return { data: page.entries.map((e) => presentEntry(e, baseUrl)), next_cursor: page.next ? encodeCursor(page.next) : null }
 }
