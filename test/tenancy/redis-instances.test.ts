@@ -134,6 +134,31 @@ if (redisUnavailable) {
       expect(ours.map((r) => r.method)).toEqual(['POST'])
     })
 
+    it('a cancel asked on one instance stops a create held on the other: found upstream by its input and canceled', async () => {
+      // Real time, so the create is still held by Replicate when the cancel comes.
+      const slow = await startEmulator({ timeScale: 1, startingMs: [3_000, 3_000], predictSeconds: { 'black-forest-labs/flux-schnell': 3 } })
+      const env = { REPLICATE_API_TOKEN: slow.token, REPLICATE_BASE_URL: slow.baseUrl, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefixOf, IMAGE_STORAGE_DIR: path.join(dir, 'images') }
+      const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
+      try {
+        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${keys.main}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt: 'canceled from elsewhere', model: 'flux-schnell' }) })
+        const { id } = await created.body.json() as { id: string }
+        for (let i = 0; i < 200 && !slow.requests.some((r) => r.method === 'POST'); i++) await sleep(10)
+        const canceled = await call(d.url, 'POST', `/v1/predictions/${id}/cancel`, { key: keys.main })
+        expect(canceled.status).toBe(200)
+        expect(canceled.body).toMatchObject({ id, status: 'canceled', cost_credits: 0 })
+        // c, which holds the create, heard of it on the change feed: Replicate's prediction is canceled too.
+        const cancels = () => slow.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/cancel'))
+        await expect.poll(() => cancels().length, { timeout: 5_000 }).toBe(1)
+        const upstreamId = cancels()[0]!.path.split('/')[3]!
+        expect(slow.getPrediction(upstreamId)).toMatchObject({ status: 'canceled', input: { prompt: 'canceled from elsewhere' } })
+        expect((await call(c.url, 'GET', `/v1/predictions/${id}`, { key: keys.main })).body).toMatchObject({ status: 'canceled' })
+      } finally {
+        await c.stop()
+        await d.stop()
+        await slow.close()
+      }
+    }, 40_000)
+
     it('kill -9 the instance holding a create: the other takes the prediction over and finishes it, charged once', async () => {
       // Real time, so the create is still held by Replicate when its instance dies.
       const slow = await startEmulator({ timeScale: 1, startingMs: [1_000, 1_000], predictSeconds: { 'black-forest-labs/flux-schnell': 1 } })
