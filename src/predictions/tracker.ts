@@ -470,9 +470,14 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
               start?.created.reject(err)
               return
             }
-            if (err instanceof CanceledCreate || t.controller.signal.aborted) {
+            if (err instanceof CanceledCreate) {
               start?.created.reject(err)
               await endUnmade((await store.getPrediction(id)) ?? entry, 'canceled', null)
+              return
+            }
+            if (t.controller.signal.aborted) {
+              // Final already, or the lease went to another instance, which carries on from the store.
+              start?.created.reject(err)
               return
             }
             if (err instanceof ReplicateTimeoutError || (err instanceof ReplicateNetworkError && err.sent)) {
