@@ -1580,7 +1580,7 @@ export interface operations {
                 "if-none-match"?: string;
             };
             path: {
-                /** @description Replicate's prediction id. */
+                /** @description The prediction id the gateway gave it. */
                 id: string;
                 /** @description The position in `output`. */
                 index: number;

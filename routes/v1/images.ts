@@ -20,7 +20,7 @@ const images: FastifyPluginAsyncTypebox = async (fastify) => {
         'without a signature, only the key that created the prediction may fetch the image. An expired or altered signature is 403 `signature_invalid`.',
       security: [...BEARER_SECURITY, {}],
       params: Type.Object({
-        id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: "Replicate's prediction id." }),
+        id: Type.String({ pattern: '^[a-z0-9]{1,64}$', description: 'The prediction id the gateway gave it.' }),
         index: Type.Integer({ minimum: 0, maximum: 15, description: 'The position in `output`.' })
       }, { additionalProperties: false }),
       querystring: Type.Object({
