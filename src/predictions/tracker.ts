@@ -150,6 +150,8 @@ class CanceledCreate extends Error {
 }
 
 interface Track {
+  /** What became of a create stopped while held: Replicate's answer to its cancel (or the create's, if it had ended). */
+  abandoned: Deferred<Prediction>
   controller: AbortController
   /** Aborts the held create only (the caller left, or a cancel came). */
   createAbort: AbortController
@@ -336,7 +338,8 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
         wait: syncWindowSeconds,
         cancelAfter: opts.cancelAfter,
         ...(opts.webhookUrl ? { webhook: webhookFor(entry.id), webhookEventsFilter: ['completed'] } : {}),
-        signal: t.createAbort.signal
+        signal: t.createAbort.signal,
+        onAbandoned: (p) => t.abandoned.resolve(p)
       })
     } catch (err) {
       if (t.createAbort.signal.aborted) throw t.createAbort.signal.reason
@@ -426,7 +429,7 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
   /** One prediction's tracker on this instance, while it holds the lease. */
   function track (id: string, start?: { entry: PredictionEntry, slotTaken: boolean, created: Deferred<PredictionEntry> }): void {
     if (closed || tracks.has(id)) return
-    const t: Track = { controller: new AbortController(), createAbort: new AbortController(), stage: start ? 'queued' : 'following', upstreamId: null }
+    const t: Track = { abandoned: deferred(), controller: new AbortController(), createAbort: new AbortController(), stage: start ? 'queued' : 'following', upstreamId: null }
     tracks.set(id, t)
     const lease = `track:${id}`
     let renew: NodeJS.Timeout | undefined
@@ -472,7 +475,14 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
             }
             if (err instanceof CanceledCreate) {
               start?.created.reject(err)
-              await endUnmade((await store.getPrediction(id)) ?? entry, 'canceled', null)
+              const current = (await store.getPrediction(id)) ?? entry
+              // Stopped while held: once the client has found and canceled it, Replicate says whether it had started
+              // (then its quote is owed, as for any cancel) or even finished. Not sent, or never found: nothing is owed.
+              const outcome = t.stage === 'sending'
+                ? await Promise.race([t.abandoned.promise, abortableSleep((syncWindowSeconds + 10) * 1000, t.controller.signal).then(() => undefined, () => undefined)])
+                : undefined
+              if (outcome) await apply(current, outcome, 'create')
+              else await endUnmade(current, 'canceled', null)
               return
             }
             if (t.controller.signal.aborted) {

@@ -72,6 +72,11 @@ export interface CreatePredictionOptions {
   webhook?: string
   webhookEventsFilter?: WebhookEvent[]
   signal?: AbortSignal
+  /**
+   * After an abort: told what became of the prediction, once known: Replicate's answer to the cancel, or the create's
+   * own answer when it had already finished. Never called when the prediction was not found.
+   */
+  onAbandoned?: (prediction: Prediction) => void
 }
 
 export interface WaitOptions {
@@ -363,8 +368,9 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
         const cancelOnce = async (id: string, how: string): Promise<void> => {
           if (canceled !== undefined) return
           canceled = id
-          await cancelPrediction(id)
+          const after = await cancelPrediction(id)
           opts.logger?.warn({ predictionId: id, found: how }, 'caller went away during create; prediction canceled upstream')
+          o.onAbandoned?.(after)
         }
         const answered = new AbortController()
         void pending.finally(() => answered.abort()).catch(() => {})
@@ -386,7 +392,8 @@ export function createReplicateClient (opts: ReplicateClientOptions): ReplicateC
           opts.logger?.warn({ err: { message: (err as Error)?.message } }, 'abandoned create could not be looked for')
         })
         pending.then((prediction) => {
-          if (isSettled(prediction) || canceled === prediction.id) return
+          if (canceled === prediction.id) return
+          if (isSettled(prediction)) return o.onAbandoned?.(prediction)
           return cancelOnce(prediction.id, 'answered')
         }).catch((err: unknown) => {
           opts.logger?.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code } }, 'abandoned create could not be canceled')

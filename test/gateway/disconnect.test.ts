@@ -38,6 +38,33 @@ describe('a sync caller who goes away', () => {
     await expect.poll(() => cancels().length - before, { timeout: 5_000, interval: 100 }).toBe(1)
     const id = cancels().at(-1)!.path.split('/')[3]!
     expect(gw.emulator.getPrediction(id)).toMatchObject({ status: 'canceled', input: { prompt: 'a caller who hangs up' } })
+    // Our record follows what Replicate said: canceled before the model started, so nothing is owed.
+    const ours = (await gw.app.state.listPredictions('anonymous', { limit: 50 })).entries.find((e) => e.upstreamId === id)!
+    await expect.poll(async () => (await gw.app.state.getPrediction(ours.id))?.finalized, { timeout: 5_000 }).toBe(true)
+    expect((await gw.app.state.getPrediction(ours.id))?.last).toMatchObject({ status: 'canceled', started_at: null, cost_credits: 0 })
+    expect(await gw.app.state.getLedgerEntry(ours.ledgerId)).toMatchObject({ state: 'released' })
+  }, 20_000)
+
+  it('who leaves after the model started is charged its quote, as any cancel of a running prediction is', async () => {
+    // Quick to start, slow to finish: the model is running when the caller leaves.
+    const running = await startGateway({ emulator: { timeScale: 0.1, startingMs: [100, 100], predictSeconds: { 'black-forest-labs/flux-dev': 100 } } })
+    try {
+      const prompt = 'a caller who leaves mid-drawing'
+      const controller = new AbortController()
+      const call = request(`${running.url}/v1/text-to-image`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, model: 'flux-dev' }), signal: controller.signal }).catch(() => undefined)
+      const upstream = () => running.emulator.requests.find((r) => r.method === 'POST' && (r.body as { input?: { prompt?: string } }).input?.prompt === prompt)
+      await expect.poll(() => upstream() !== undefined).toBe(true)
+      await sleep(500)
+      controller.abort()
+      await call
+      const ours = await expect.poll(async () => (await running.app.state.listPredictions('anonymous', { limit: 10 })).entries.find((e) => e.finalized), { timeout: 5_000 }).toBeDefined()
+        .then(async () => (await running.app.state.listPredictions('anonymous', { limit: 10 })).entries.find((e) => e.finalized)!)
+      expect(ours.last).toMatchObject({ status: 'canceled', started_at: expect.any(String), cost_credits: 2 })
+      expect(running.emulator.getPrediction(ours.upstreamId!)).toMatchObject({ status: 'canceled', started_at: expect.any(String) })
+      expect(await running.app.state.getLedgerEntry(ours.ledgerId)).toMatchObject({ state: 'settled', credits: 2 })
+    } finally {
+      await running.close()
+    }
   }, 20_000)
 
   it('with an Idempotency-Key keeps it running, and the answer can be replayed', async () => {
