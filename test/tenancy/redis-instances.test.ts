@@ -135,8 +135,9 @@ if (redisUnavailable) {
     })
 
     it('a cancel asked on one instance stops a create held on the other: found upstream by its input and canceled', async () => {
-      // Real time, so the create is still held by Replicate when the cancel comes.
-      const slow = await startEmulator({ timeScale: 1, startingMs: [3_000, 3_000], predictSeconds: { 'black-forest-labs/flux-schnell': 3 } })
+      // Real time, and long enough that the create is still held by Replicate when the cancel comes, however busy
+      // the machine (it is canceled long before it would start).
+      const slow = await startEmulator({ timeScale: 1, startingMs: [15_000, 15_000], predictSeconds: { 'black-forest-labs/flux-schnell': 5 } })
       const env = { REPLICATE_API_TOKEN: slow.token, REPLICATE_BASE_URL: slow.baseUrl, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefixOf, IMAGE_STORAGE_DIR: path.join(dir, 'images') }
       const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
       try {
