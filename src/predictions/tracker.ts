@@ -447,9 +447,18 @@ export function createPredictionTracker (opts: TrackerOptions): PredictionTracke
         }, Math.max(250, Math.floor(leaseMs / 3)))
         renew.unref()
         // Changes written elsewhere reach this tracker too: a webhook's finalization, a cancel asked on another instance.
+        let cancelHeard = false
         unsubscribe = feed.subscribe(id, (e) => {
-          if (e.finalized) t.controller.abort(new Error('final'))
-          else if (e.cancelRequested && t.stage !== 'following') t.createAbort.abort(new CanceledCreate('canceled'))
+          if (e.finalized) return t.controller.abort(new Error('final'))
+          if (!e.cancelRequested || cancelHeard) return
+          cancelHeard = true
+          if (t.stage !== 'following') return t.createAbort.abort(new CanceledCreate('canceled'))
+          // The create answered just before the cancel was asked elsewhere: it is canceled upstream from here.
+          if (t.upstreamId) {
+            const { create: _create, ...known } = e
+            cancelUpstream({ ...known, upstreamId: t.upstreamId }, 'canceled on another instance')
+              .catch((err: unknown) => { log.warn({ err, predictionId: id }, 'could not cancel a prediction upstream') })
+          }
         })
         let entry = start?.entry ?? await store.getPrediction(id)
         if (!entry || entry.finalized) return
