@@ -24,7 +24,19 @@ if (redisUnavailable) {
   let a: GatewayProcess
   let b: GatewayProcess
   let keys: Record<'main' | 'limited' | 'budget', string>
-  let prefixOf: string
+  /**
+   * Two more instances against an emulator of their own, under a prefix of their own: the suite's two instances must
+   * not take over these predictions (they would ask their own emulator for them).
+   */
+  async function pairOn (slow: Emulator, extra: Record<string, string> = {}): Promise<{ c: GatewayProcess, d: GatewayProcess, key: string }> {
+    const prefix = redis.prefix()
+    const seeded = await storeWithKeys({ k: { plan: 'premium' } }, createRedisStore({ url: redis.url, prefix }))
+    await seeded.store.close()
+    const env = { REPLICATE_API_TOKEN: slow.token, REPLICATE_BASE_URL: slow.baseUrl, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, IMAGE_STORAGE_DIR: path.join(dir, 'images'), ...extra }
+    const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
+    return { c, d, key: seeded.keys.k }
+  }
+
   /** The emulator's id of the prediction made for a prompt, from its list as Replicate's API would answer it. */
   const emulatorIdByPrompt = async (prompt: string): Promise<string> => {
     const res = await request(`${emulator.baseUrl}/predictions`, { headers: { authorization: `Bearer ${emulator.token}` } })
@@ -38,7 +50,6 @@ if (redisUnavailable) {
     emulator = await startEmulator({ timeScale: 0.05 })
     dir = mkdtempSync(path.join(tmpdir(), 'fgw-redis-'))
     const prefix = redis.prefix()
-    prefixOf = prefix
     const seeded = await storeWithKeys({
       main: { plan: 'premium' },
       limited: { plan: 'free', rateLimitPerMinute: 4 },
@@ -138,13 +149,12 @@ if (redisUnavailable) {
       // Real time, and long enough that the create is still held by Replicate when the cancel comes, however busy
       // the machine (it is canceled long before it would start).
       const slow = await startEmulator({ timeScale: 1, startingMs: [15_000, 15_000], predictSeconds: { 'black-forest-labs/flux-schnell': 5 } })
-      const env = { REPLICATE_API_TOKEN: slow.token, REPLICATE_BASE_URL: slow.baseUrl, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefixOf, IMAGE_STORAGE_DIR: path.join(dir, 'images') }
-      const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
+      const { c, d, key } = await pairOn(slow)
       try {
-        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${keys.main}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt: 'canceled from elsewhere', model: 'flux-schnell' }) })
+        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt: 'canceled from elsewhere', model: 'flux-schnell' }) })
         const { id } = await created.body.json() as { id: string }
         for (let i = 0; i < 200 && !slow.requests.some((r) => r.method === 'POST'); i++) await sleep(10)
-        const canceled = await call(d.url, 'POST', `/v1/predictions/${id}/cancel`, { key: keys.main })
+        const canceled = await call(d.url, 'POST', `/v1/predictions/${id}/cancel`, { key })
         expect(canceled.status).toBe(200)
         expect(canceled.body).toMatchObject({ id, status: 'canceled', cost_credits: 0 })
         // c, which holds the create, heard of it on the change feed: Replicate's prediction is canceled too.
@@ -152,7 +162,7 @@ if (redisUnavailable) {
         await expect.poll(() => cancels().length, { timeout: 5_000 }).toBe(1)
         const upstreamId = cancels()[0]!.path.split('/')[3]!
         expect(slow.getPrediction(upstreamId)).toMatchObject({ status: 'canceled', input: { prompt: 'canceled from elsewhere' } })
-        expect((await call(c.url, 'GET', `/v1/predictions/${id}`, { key: keys.main })).body).toMatchObject({ status: 'canceled' })
+        expect((await call(c.url, 'GET', `/v1/predictions/${id}`, { key })).body).toMatchObject({ status: 'canceled' })
       } finally {
         await c.stop()
         await d.stop()
@@ -163,28 +173,19 @@ if (redisUnavailable) {
     it('kill -9 the instance holding a create: the other takes the prediction over and finishes it, charged once', async () => {
       // Real time, so the create is still held by Replicate when its instance dies.
       const slow = await startEmulator({ timeScale: 1, startingMs: [1_000, 1_000], predictSeconds: { 'black-forest-labs/flux-schnell': 1 } })
-      const env = {
-        REPLICATE_API_TOKEN: slow.token,
-        REPLICATE_BASE_URL: slow.baseUrl,
-        REDIS_URL: redis.url,
-        REDIS_KEY_PREFIX: prefixOf,
-        IMAGE_STORAGE_DIR: path.join(dir, 'images'),
-        TRACKER_LEASE_MS: '1000',
-        CREATE_RECONCILE_AFTER_MS: '1000'
-      }
-      const [c, d] = await Promise.all([spawnGateway(env), spawnGateway(env)])
+      const { c, d, key } = await pairOn(slow, { TRACKER_LEASE_MS: '1000', CREATE_RECONCILE_AFTER_MS: '1000' })
       try {
         const prompt = 'held when its instance dies'
-        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${keys.budget}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt, model: 'flux-schnell' }) })
+        const created = await request(`${c.url}/v1/text-to-image`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ prompt, model: 'flux-schnell' }) })
         const { id } = await created.body.json() as { id: string }
-        for (let i = 0; i < 200 && !slow.requests.some((r) => r.method === 'POST'); i++) await sleep(10)
+        for (let i = 0; i < 1000 && !slow.requests.some((r) => r.method === 'POST'); i++) await sleep(10)
         await c.kill9()
         // d hears of the end on the change feed: a long-poll there answers once d has finished what c started.
-        const read = await call(d.url, 'GET', `/v1/predictions/${id}?wait=30`, { key: keys.budget })
+        const read = await call(d.url, 'GET', `/v1/predictions/${id}?wait=30`, { key })
         expect(read.body).toMatchObject({ id, status: 'succeeded', output: [signedImageUrl(d.url, id, 0)] })
         expect(slow.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/predictions'))).toHaveLength(1)
         expect(d.logs.some((l) => l.includes('found the prediction of an interrupted create'))).toBe(true)
-        const usage = await call(d.url, 'GET', '/v1/usage', { key: keys.budget })
+        const usage = await call(d.url, 'GET', '/v1/usage', { key })
         expect(usage.body.by_model).toEqual(expect.arrayContaining([expect.objectContaining({ model: 'flux-schnell', predictions: 1, credits: 1 })]))
       } finally {
         await c.stop()
