@@ -13,24 +13,16 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import autocannon from 'autocannon'
+import { freePort } from './free-port.ts'
 
 const DURATION_S = Number(process.env.BENCH_DURATION_SECONDS ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 5)
 const children: ChildProcess[] = []
 const NODE = [process.execPath, '--experimental-strip-types']
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** Starts a server process; resolves with what its LISTENING line says, or once `readyUrl` answers. */
 function start (args: string[], env: Record<string, string> = {}, readyUrl?: string): Promise<string[]> {

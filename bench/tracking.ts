@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
-import net from 'node:net'
+import type net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -30,6 +30,7 @@ import { buildEmulatorApp, createEmulatorContext } from '../src/emulator/index.t
 import type { RecordedRequest } from '../src/emulator/index.ts'
 import { resolveOptions } from '../src/emulator/options.ts'
 import type { Prediction } from '../src/replicate/types.ts'
+import { freePort } from './free-port.ts'
 
 const MODEL = 'flux-schnell'
 const MODEL_REF = 'black-forest-labs/flux-schnell'
@@ -47,14 +48,6 @@ const SSE_ROUTE = '/v1/predictions/{id}/events'
 /** Epoch ms on the emulator's own clock (timeOrigin + now), so completion and answer times compare exactly. */
 const now = (): number => performance.timeOrigin + performance.now()
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The emulator: one per case, in this process, with predictions of exactly `seconds`.

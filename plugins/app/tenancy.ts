@@ -96,8 +96,7 @@ export default fp(async function tenancy (fastify: FastifyInstance, opts: AppOpt
     images,
     log: fastify.log.child({ component: 'tenancy' }),
     webhooks,
-    ensureUpstream: async () => { await fastify.tokenVault?.getToken() },
-    ...(overrides.tenancy?.now ? { now: overrides.tenancy.now } : {})
+    ensureUpstream: async () => { await fastify.tokenVault?.getToken() }
   })
   fastify.decorate('tenancy', service)
   fastify.metrics.gauges({ tracked: tracker.tracked, queueDepth: () => fastify.upstreamShaper.waiting + tracker.queued() })

@@ -14,7 +14,7 @@ export interface PredictionFacts {
   warnings: Warning[]
 }
 
-export function predictionUrls (id: string) {
+function predictionUrls (id: string) {
   return { get: `/v1/predictions/${id}`, cancel: `/v1/predictions/${id}/cancel` }
 }
 

@@ -131,7 +131,7 @@ export function newPredictionId (): string {
   return id
 }
 
-export function factsOf (entry: PredictionEntry): PredictionFacts {
+function factsOf (entry: PredictionEntry): PredictionFacts {
   return { id: entry.id, model: entry.model, creditsPerImage: entry.creditsPerImage, numImages: entry.numImages, warnings: entry.warnings as Warning[] }
 }
 

@@ -18,8 +18,6 @@ export interface PredictionWatches {
   follow: (id: string, listener: WatchListener) => () => void
   /** Resolves with the prediction once it is final, or with its latest state when `ms` pass first; undefined if unknown. */
   waitForFinal: (id: string, ms: number, signal?: AbortSignal) => Promise<PredictionEntry | undefined>
-  /** Predictions watched, and callers watching them (metrics, tests). */
-  readonly size: { predictions: number, listeners: number }
 }
 
 interface Watch {
@@ -30,7 +28,6 @@ interface Watch {
 
 export function createWatches (o: { feed: ChangeFeed, read: (id: string) => Promise<PredictionEntry | undefined>, onError?: (err: unknown, id: string) => void }): PredictionWatches {
   const watches = new Map<string, Watch>()
-  let listenerCount = 0
 
   function offer (w: Watch, entry: PredictionEntry): void {
     // Changes can overtake one another (the store read against the feed, or pub/sub): older ones are dropped.
@@ -51,13 +48,11 @@ export function createWatches (o: { feed: ChangeFeed, read: (id: string) => Prom
     }
     const watch = w
     watch.listeners.add(listener)
-    listenerCount++
     if (watch.latest !== undefined) listener(watch.latest)
     let following = true
     return () => {
       if (!following) return
       following = false
-      listenerCount--
       watch.listeners.delete(listener)
       if (watch.listeners.size === 0 && watches.get(id) === watch) {
         watch.unsubscribe()
@@ -94,7 +89,6 @@ export function createWatches (o: { feed: ChangeFeed, read: (id: string) => Prom
         // Already final when followed: the listener ran before `stop` was set.
         if (done) stop()
       })
-    },
-    get size () { return { predictions: watches.size, listeners: listenerCount } }
+    }
   }
 }

@@ -7,6 +7,4 @@ export interface TenancyOverrides {
   store?: StateStore
   images?: ImageStorage
   tracker?: Pick<TrackerOptions, 'instanceId' | 'leaseMs' | 'sweepMs' | 'poll' | 'webhookGraceMs' | 'reconcileAfterMs' | 'maxQueued' | 'syncWindowSeconds' | 'now'>
-  /** The clock of reservations and records. */
-  now?: () => number
 }
