@@ -44,6 +44,11 @@ export interface EmulatorOptions {
   slowStart?: boolean
   /** Seconds of `processing` per model ref; defaults to the model's typical predict time. */
   predictSeconds?: Partial<Record<string, number>>
+  /**
+   * Time between the output files existing (the prediction still `processing`) and `succeeded`, in ms before
+   * scaling; by default 5 % of the predict time, at least 100 ms.
+   */
+  uploadMs?: number
   /** Lifetime of output URLs, counted from completion, in ms before scaling. */
   deliveryTtlMs?: number
   rateLimits?: { create?: RateLimit, other?: RateLimit }
@@ -88,6 +93,7 @@ export interface ResolvedOptions {
   timeScale: number
   startingMs: readonly [number, number]
   predictSeconds: Readonly<Record<string, number>>
+  uploadMs: number | undefined
   deliveryTtlMs: number
   rateLimits: { create: RateLimit, other: RateLimit, lowCreditCreate: RateLimit }
   nsfwTrigger: string
@@ -145,6 +151,7 @@ export function resolveOptions (opts: EmulatorOptions = {}): ResolvedOptions {
     timeScale: positive('timeScale', opts.timeScale ?? 1),
     startingMs,
     predictSeconds,
+    uploadMs: opts.uploadMs === undefined ? undefined : positive('uploadMs', opts.uploadMs),
     deliveryTtlMs: positive('deliveryTtlMs', opts.deliveryTtlMs ?? 3_600_000),
     rateLimits: {
       create: rateLimit('rateLimits.create', opts.rateLimits?.create ?? { perMinute: 600, burst: 600 }),

@@ -314,7 +314,7 @@ export function createPredictionEngine (deps: EngineDeps): PredictionEngine {
     notify(r)
     emit(r, ['output', 'logs'])
     // Files are "uploaded" a moment before the prediction is marked complete (REFERENCE §2.1).
-    schedule(r, Math.max(100, r.plan.predictMs * 0.05), () => finish(r, 'succeeded'))
+    schedule(r, options.uploadMs ?? Math.max(100, r.plan.predictMs * 0.05), () => finish(r, 'succeeded'))
   }
 
   return {
