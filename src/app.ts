@@ -11,6 +11,7 @@ import { startTelemetry } from './telemetry.ts'
 import type { TelemetryTarget } from './telemetry.ts'
 import { buildValidatorCompiler } from './validation.ts'
 import { buildSerializerCompiler } from './serialization.ts'
+import { withoutSignature } from './tenancy/image-urls.ts'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateClientOptions } from './replicate/client.ts'
 import type { SafeFetcherOptions, SafePosterOptions } from './net/safe-fetch.ts'
@@ -60,11 +61,6 @@ export interface AppOptions {
 }
 
 const LOUD_LEVELS = new Set(['debug', 'trace'])
-
-/** A signed image URL is a credential for as long as it lasts: its signature stays out of the log. */
-function withoutSignature (url: string): string {
-  return url.includes('sig=') ? url.replace(/([?&]sig=)[^&]*/g, '$1[redacted]') : url
-}
 
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
 export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {

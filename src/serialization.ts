@@ -19,7 +19,11 @@ export function buildSerializerCompiler (externalSchemas: unknown, serializerOpt
           const external = { ...(externalSchemas as Record<string, unknown>) }
           const id = (schema as { $id?: unknown }).$id
           if (typeof id === 'string') delete external[id]
-          serialize = fastJsonStringify(schema as Parameters<typeof fastJsonStringify>[0], { ...(serializerOpts as Options), schema: external as Options['schema'] })
+          // fast-json-stringify picks an `anyOf` branch (a date or null, a URL list or null) by validating the value
+          // against each. The branches differ by type alone, so formats need no checking there: checking them ran a
+          // URI regex over every image URL of every prediction read.
+          const options = serializerOpts as Options
+          serialize = fastJsonStringify(schema as Parameters<typeof fastJsonStringify>[0], { ...options, ajv: { ...options.ajv, validateFormats: false }, schema: external as Options['schema'] })
           compiled.set(key, serialize)
         }
       }

@@ -1,40 +1,66 @@
+import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import { pino } from 'pino'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { fieldProblems, toProblem } from '../../src/problems.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
 import { ClientDisconnectedError } from '../../src/http-signal.ts'
 import { drainRefusedBody } from '../../src/drain-refused-body.ts'
+import { withoutSignature } from '../../src/tenancy/image-urls.ts'
+import type { Tenant } from '../../src/tenancy/tenant.ts'
 
 /**
  * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
  * turns every failure into application/problem+json without echoing internals.
  */
 export default fp(async function http (fastify: FastifyInstance) {
-  fastify.addHook('onRequest', async (request, reply) => {
+  const closingProblem = (request: FastifyRequest, reply: FastifyReply) => {
+    const { status, body } = toProblem(new AppError('service_unavailable', 'The service is shutting down; retry on another instance.'), String(request.id))
+    return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
+  }
+  // Callback-style hooks where there is nothing to await: every request runs them, and a promise each costs.
+  fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     // A request that arrives on a kept-alive connection after close began is refused cleanly,
     // as a problem document, and the connection is not kept.
     // Probes still answer for themselves (readiness says 503 with its checks).
-    if (fastify.lifecycle.closing && !request.url.startsWith('/health')) {
-      const { status, body } = toProblem(new AppError('service_unavailable', 'The service is shutting down; retry on another instance.'), String(request.id))
-      return reply.code(status).header('connection', 'close').header('retry-after', '1').type('application/problem+json').send(body)
-    }
+    if (fastify.lifecycle.closing && !request.url.startsWith('/health')) return closingProblem(request, reply)
+    done()
   })
 
   // One line per request, when it ends, with what it was and how it went: half the logging of Fastify's pair of
   // lines on every request. At debug the start of each request is logged too, for requests that never end.
   // Each route's logLevel applies (probes log at warn, so they stay out of the info log).
-  fastify.addHook('onRequest', async (request) => {
-    if (request.log.level === 'debug' || request.log.level === 'trace') request.log.debug({ req: request }, 'incoming request')
-  })
-  fastify.addHook('onResponse', async (request, reply) => {
-    request.log.info({ req: request, res: reply, responseTime: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed')
+  // The line is written by a logger of its own, on the same stream: every field is built here from values that
+  // cannot hold a secret (the URL's signature is cut out), so it needs neither the serializers nor the redaction
+  // the service's logger runs on everything, which were most of the cost of a status read.
+  const loud = fastify.log.level === 'debug' || fastify.log.level === 'trace'
+  if (loud) {
+    fastify.addHook('onRequest', (request, _reply, done) => {
+      request.log.debug({ req: request }, 'incoming request')
+      done()
+    })
+  }
+  const access = pino({ level: fastify.log.level, base: { pid: process.pid, hostname: hostname() } }, (fastify.log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!)
+  fastify.addHook('onResponse', (request, reply, done) => {
+    if ((request.log as pino.Logger).isLevelEnabled('info')) {
+      const tenant = request.tenant as Tenant | null
+      access.info({
+        request_id: request.id,
+        ...(tenant && !tenant.anonymous ? { key_id: tenant.id } : {}),
+        req: { method: request.method, url: withoutSignature(request.url), remoteAddress: request.ip },
+        res: { statusCode: reply.statusCode },
+        responseTime: Math.round(reply.elapsedTime * 10) / 10
+      }, 'request completed')
+    }
+    done()
   })
 
   // A response finished during shutdown also ends its connection, so close() is not held up by
   // kept-alive sockets that would otherwise stay open after their last request.
-  fastify.addHook('onSend', async (_request, reply) => {
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
     if (fastify.lifecycle.closing) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   fastify.setErrorHandler(async function errorHandler (error: FastifyError, request, reply) {
@@ -48,8 +74,10 @@ export default fp(async function http (fastify: FastifyInstance) {
       err = new ValidationError(fieldProblems(error.validation as never, error.validationContext ?? 'body'))
     }
     const { status, headers, body } = toProblem(err, String(request.id))
-    if (status >= 500) request.log.error({ err: error }, 'request failed')
-    else request.log.info({ code: body.code, status }, 'request refused')
+    const tenant = request.tenant as Tenant | null
+    const keyId = tenant && !tenant.anonymous ? { key_id: tenant.id } : {}
+    if (status >= 500) request.log.error({ err: error, ...keyId }, 'request failed')
+    else request.log.info({ code: body.code, status, ...keyId }, 'request refused')
     if (body.code === 'payload_too_large') {
       // Fastify asks for Connection: close, and Node would then close before the rest of the body is read, which
       // resets the connection under a client still writing: it would never read this answer. Read it out first.

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { AppError } from '../../src/errors.ts'
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_LOCK_MS, REPLAYED_HEADERS, canonicalJson, idempotencyScope, isReplayable, sha256 } from '../../src/tenancy/idempotency.ts'
@@ -27,8 +27,7 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
   fastify.decorateRequest('idempotency', null)
 
   // preHandler: after auth (onRequest) and body validation, so invalid requests never hold a key.
-  fastify.addHook('preHandler', async (request, reply) => {
-    if (request.routeOptions.config.idempotent !== true) return
+  const preHandler = async (request: FastifyRequest, reply: FastifyReply) => {
     const given = request.headers['idempotency-key']
     if (given === undefined) return
     if (typeof given !== 'string' || !IDEMPOTENCY_KEY.test(given)) {
@@ -48,9 +47,9 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
       return reply.code(status).headers({ ...headers, 'idempotent-replayed': 'true' }).send(body)
     }
     request.idempotency = { scope, fingerprint, done: false }
-  })
+  }
 
-  fastify.addHook('onSend', async (request, reply, payload) => {
+  const onSend = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     const idem = request.idempotency
     if (!idem || idem.done) return payload
     idem.done = true
@@ -65,14 +64,23 @@ export default fp(async function idempotency (fastify: FastifyInstance, opts: Ap
     }
     await store.idempotencyComplete(idem.scope, idem.fingerprint, { status: reply.statusCode, headers, body: payload }, { ttlMs, now: Date.now() })
     return payload
-  })
+  }
 
   // A request that ended without a response (the caller left) frees its key for a retry.
-  fastify.addHook('onResponse', async (request) => {
+  const onResponse = async (request: FastifyRequest) => {
     const idem = request.idempotency
     if (idem && !idem.done) {
       idem.done = true
       await store.idempotencyAbandon(idem.scope)
     }
+  }
+
+  // On the creating routes only, ahead of their own hooks: a read pays nothing for them.
+  const first = <T>(hook: T, own: T | T[] | undefined): T[] => [hook, ...(own === undefined ? [] : Array.isArray(own) ? own : [own])]
+  fastify.addHook('onRoute', (route) => {
+    if (route.config?.idempotent !== true) return
+    route.preHandler = first(preHandler, route.preHandler as never)
+    route.onSend = first(onSend, route.onSend as never)
+    route.onResponse = first(onResponse, route.onResponse as never)
   })
 }, { name: 'idempotency', dependencies: ['state', 'auth'] })

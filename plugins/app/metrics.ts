@@ -25,9 +25,10 @@ export default fp(async function metrics (fastify: FastifyInstance, opts: AppOpt
   const m = createMetrics()
   fastify.decorate('metrics', m)
 
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', (request, reply, done) => {
     // The route's pattern, never the path: ids stay out of the labels.
     m.observeRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000)
+    done()
   })
 
   let ownPort: number | undefined

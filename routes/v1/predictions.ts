@@ -46,7 +46,9 @@ const predictions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: refTo(PredictionSchema, { description: 'The prediction.' }), ...problemResponses(400, 401, 404, 429, 502, 503, 504) }
     }
   }, async (request, reply) => {
-    const prediction = await fastify.tenancy.get(request.tenant, request.params.id, { waitSeconds: request.query.wait, signal: disconnectSignal(reply), baseUrl: fastify.publicBaseUrl(request) })
+    // Only a long-poll watches for the caller leaving; a plain read answers before it could.
+    const wait = request.query.wait
+    const prediction = await fastify.tenancy.get(request.tenant, request.params.id, { waitSeconds: wait, signal: wait ? disconnectSignal(reply) : undefined, baseUrl: fastify.publicBaseUrl(request) })
     return fastify.imageUrls.signOutput(prediction)
   })
 

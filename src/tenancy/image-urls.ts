@@ -15,6 +15,8 @@ import type { StateStore } from '../stores/types.ts'
 /** The name under which a generated secret is kept in the store, shared by every instance. */
 export const IMAGE_URL_SECRET_NAME = 'image-url-signing'
 const MAX_STEP_SECONDS = 300
+/** Signatures kept for the current step at most; past it the map starts again (a cache, not a record). */
+const MAX_CACHED_SIGNATURES = 50_000
 
 export type SignatureCheck = 'valid' | 'expired' | 'invalid'
 
@@ -40,10 +42,24 @@ export function createImageUrlSigner (opts: ImageUrlSignerOptions): ImageUrlSign
     return createHmac('sha256', opts.secret).update(`${id}\n${index}\n${exp}`).digest('base64url')
   }
 
+  // Within a step every read of a prediction signs the same (id, index, exp): the signatures are kept for the step,
+  // so polling a finished prediction costs no HMAC. A new step starts an empty map; the old one goes with it.
+  let signedStep = -1
+  let signed = new Map<string, string>()
   function sign (baseUrl: string, id: string, index: number): string {
     const seconds = Math.floor(now() / 1000)
     const exp = seconds - (seconds % step) + opts.ttlSeconds
-    return `${baseUrl}/v1/predictions/${id}/images/${index}?exp=${exp}&sig=${mac(id, index, exp)}`
+    if (exp !== signedStep || signed.size >= MAX_CACHED_SIGNATURES) {
+      signedStep = exp
+      signed = new Map()
+    }
+    const name = `${id}/${index}`
+    let sig = signed.get(name)
+    if (sig === undefined) {
+      sig = mac(id, index, exp)
+      signed.set(name, sig)
+    }
+    return `${baseUrl}/v1/predictions/${id}/images/${index}?exp=${exp}&sig=${sig}`
   }
 
   return {
@@ -57,16 +73,22 @@ export function createImageUrlSigner (opts: ImageUrlSignerOptions): ImageUrlSign
     },
     signOutput (prediction) {
       if (!prediction.output) return prediction
-      const ours = new RegExp(`^(.*)/v1/predictions/${prediction.id}/images/(\\d+)$`)
+      const marker = `/v1/predictions/${prediction.id}/images/`
       return {
         ...prediction,
         output: prediction.output.map((url) => {
-          const m = ours.exec(url)
-          return m ? sign(m[1]!, prediction.id, Number(m[2])) : url
+          const at = url.lastIndexOf(marker)
+          const index = at < 0 ? '' : url.slice(at + marker.length)
+          return /^\d+$/.test(index) ? sign(url.slice(0, at), prediction.id, Number(index)) : url
         })
       }
     }
   }
+}
+
+/** A signed image URL is a credential for as long as it lasts: its signature stays out of the log. */
+export function withoutSignature (url: string): string {
+  return url.includes('sig=') ? url.replace(/([?&]sig=)[^&]*/g, '$1[redacted]') : url
 }
 
 /** IMAGE_URL_SECRET, or the one kept in the store (the first instance to start makes it; the others read it). */
