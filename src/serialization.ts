@@ -15,8 +15,9 @@ export function buildSerializerCompiler (externalSchemas: unknown, serializerOpt
       if (!serialize) {
         serialize = compiled.get(key)
         if (!serialize) {
-          // As @fastify/fast-json-stringify-compiler does: a schema is not also its own external schema.
-          const external = { ...(externalSchemas as Record<string, unknown>) }
+          // Only the shared schemas this one reaches: compiling against all of them cost some 100 ms for each
+          // first response (the first readiness probe among them). A schema is not its own external schema either.
+          const external = reachable(schema, externalSchemas as Record<string, unknown>)
           const id = (schema as { $id?: unknown }).$id
           if (typeof id === 'string') delete external[id]
           // fast-json-stringify picks an `anyOf` branch (a date or null, a URL list or null) by validating the value
@@ -30,4 +31,29 @@ export function buildSerializerCompiler (externalSchemas: unknown, serializerOpt
       return serialize(data)
     }
   }
+}
+
+/** The shared schemas `schema` refers to by `$ref`, directly or through each other, by `$id`. */
+export function reachable (schema: unknown, shared: Record<string, unknown>): Record<string, unknown> {
+  const found: Record<string, unknown> = {}
+  const visit = (node: unknown): void => {
+    if (node === null || typeof node !== 'object') return
+    if (Array.isArray(node)) {
+      for (const item of node) visit(item)
+      return
+    }
+    for (const [key, value] of Object.entries(node)) {
+      if (key === '$ref' && typeof value === 'string') {
+        const id = value.split('#')[0]!
+        if (id !== '' && !(id in found) && shared[id] !== undefined) {
+          found[id] = shared[id]
+          visit(shared[id])
+        }
+      } else {
+        visit(value)
+      }
+    }
+  }
+  visit(schema)
+  return found
 }

@@ -1,8 +1,10 @@
+import { readdirSync } from 'node:fs'
 import path from 'node:path'
-import fastifyStatic from '@fastify/static'
+import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
+import { lazyMount } from '../../src/lazy-mount.ts'
 
 const PUBLIC_DIR = path.join(import.meta.dirname, '..', '..', 'public')
 
@@ -26,14 +28,29 @@ export function playgroundCsp (publicBaseUrl: string | undefined): string {
   ].join('; ')
 }
 
+/** The URL of every file the playground serves, and `/` for its index. */
+function playgroundUrls (): string[] {
+  const files = readdirSync(PUBLIC_DIR, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile() && !f.name.endsWith('.md'))
+    .map((f) => `/${path.relative(PUBLIC_DIR, path.join(f.parentPath, f.name)).split(path.sep).join('/')}`)
+  return ['/', ...files.sort()]
+}
+
 /**
- * The playground at `/`: plain HTML, CSS and ES modules from public/, no build step. Routes are made per file at
- * start (`wildcard: false`), so any other path still gets the API's problem+json 404. PLAYGROUND=off serves nothing.
+ * The playground at `/`: plain HTML, CSS and ES modules from public/, no build step. A route per file (and `/`),
+ * so any other path still gets the API's problem+json 404; @fastify/static serves them from an app made on the
+ * first request (src/lazy-mount.ts). PLAYGROUND=off serves nothing.
  */
 export default fp(async function playground (fastify: FastifyInstance, opts: AppOptions) {
   if (opts.config.PLAYGROUND === 'off') return
   const csp = playgroundCsp(opts.config.PUBLIC_BASE_URL)
-  await fastify.register(fastifyStatic, {
+  lazyMount(fastify, { urls: playgroundUrls(), build: () => staticApp(csp) })
+}, { name: 'playground', dependencies: ['http'] })
+
+async function staticApp (csp: string): Promise<FastifyInstance> {
+  const { default: fastifyStatic } = await import('@fastify/static')
+  const app = Fastify({ logger: false })
+  await app.register(fastifyStatic, {
     root: PUBLIC_DIR,
     prefix: '/',
     wildcard: false,
@@ -47,4 +64,5 @@ export default fp(async function playground (fastify: FastifyInstance, opts: App
       reply.headers({ 'content-security-policy': csp, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' })
     }
   })
-}, { name: 'playground', dependencies: ['http'] })
+  return app
+}

@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs'
 import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
+import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { readFileSync } from 'node:fs'
+import { lazyMount } from '../../src/lazy-mount.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string, description: string }
 
@@ -47,7 +48,16 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`)
     }
   })
-  await fastify.register(swaggerUi, {
+  // Swagger UI at /docs, made on its first request (its assets are megabytes a probe never needs), showing the
+  // document this app generates.
+  lazyMount(fastify, { urls: ['/docs', '/docs/*'], build: () => docsApp(fastify.swagger()) })
+}, { name: 'swagger' })
+
+async function docsApp (document: ReturnType<FastifyInstance['swagger']>): Promise<FastifyInstance> {
+  const { default: swaggerUi } = await import('@fastify/swagger-ui')
+  const app = Fastify({ logger: false })
+  await app.register(swagger, { mode: 'static', specification: { document: document as never } })
+  await app.register(swaggerUi, {
     routePrefix: '/docs',
     // The key given to Authorize is kept for the tab's session only, as the playground keeps it.
     uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: false },
@@ -59,4 +69,5 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
       .replace("img-src 'self' data: validator.swagger.io", "img-src 'self' data: blob:")
       .replace(/;?\s*$/, "; connect-src 'self'; form-action 'self'")
   })
-}, { name: 'swagger' })
+  return app
+}
