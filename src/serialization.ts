@@ -1,5 +1,8 @@
-import fastJsonStringify from 'fast-json-stringify'
+import { createRequire } from 'node:module'
 import type { Options } from 'fast-json-stringify'
+
+// CommonJS, loaded where the first response schema is compiled (see src/validation.ts).
+const require = createRequire(import.meta.url)
 
 /**
  * Fastify's response serializer compiler, compiling each schema when a response first needs it and once for all
@@ -24,6 +27,7 @@ export function buildSerializerCompiler (externalSchemas: unknown, serializerOpt
           // against each. The branches differ by type alone, so formats need no checking there: checking them ran a
           // URI regex over every image URL of every prediction read.
           const options = serializerOpts as Options
+          const fastJsonStringify = require('fast-json-stringify') as typeof import('fast-json-stringify')
           serialize = fastJsonStringify(schema as Parameters<typeof fastJsonStringify>[0], { ...options, ajv: { ...options.ajv, validateFormats: false }, schema: external as Options['schema'] })
           compiled.set(key, serialize)
         }

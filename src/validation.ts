@@ -1,6 +1,9 @@
-import { Ajv } from 'ajv'
-import type { AnySchema, ValidateFunction } from 'ajv'
-import formats from 'ajv-formats'
+import { createRequire } from 'node:module'
+import type { AnySchema, Ajv, ValidateFunction } from 'ajv'
+
+// Ajv is CommonJS, so it can be loaded synchronously where the first schema is compiled: a probe, which validates
+// nothing, then answers without waiting for it to load.
+const require = createRequire(import.meta.url)
 
 /**
  * Request validation with two Ajv instances: bodies are checked strictly (no type coercion, so
@@ -11,8 +14,9 @@ import formats from 'ajv-formats'
  */
 export function buildValidatorCompiler (externalSchemas: Record<string, unknown>) {
   const make = (coerceTypes: boolean | 'array') => {
+    const { Ajv } = require('ajv') as typeof import('ajv')
+    const formats = require('ajv-formats') as typeof import('ajv-formats')
     const ajv = new Ajv({ allErrors: true, verbose: true, coerceTypes, removeAdditional: false, useDefaults: true, strict: false })
-    // ajv-formats is CommonJS: its callable default export is `.default` under ESM.
     formats.default(ajv)
     for (const schema of Object.values(externalSchemas)) ajv.addSchema(schema as AnySchema)
     return ajv

@@ -1,4 +1,3 @@
-import { AzureKeyCredential } from '@azure/core-auth'
 import type { TokenCredential } from '@azure/core-auth'
 import type { ContentSafetyClient } from '@azure-rest/ai-content-safety'
 import { loadSharp } from '../lazy-sharp.ts'
@@ -122,11 +121,14 @@ export function createAzureModerator (opts: AzureModeratorOptions): ModerationPr
   let client: Promise<ContentSafetyClient> | undefined
 
   if (!opts.key && !opts.credential) throw new TypeError('Azure Content Safety needs a key or a credential')
-  const credential: TokenCredential | AzureKeyCredential = opts.key ? new AzureKeyCredential(opts.key) : opts.credential!
 
+  // The SDK, and the key credential with it, load on the first check: a service that never moderates through Azure
+  // (the local provider, or probes only) does not pay for them at start.
   function contentSafety (): Promise<ContentSafetyClient> {
-    client ??= import('@azure-rest/ai-content-safety').then(({ default: createClient }) =>
-      createClient(endpoint, credential, { retryOptions: DEFAULT_RETRY, ...opts.clientOptions }))
+    client ??= Promise.all([import('@azure-rest/ai-content-safety'), import('@azure/core-auth')]).then(([{ default: createClient }, { AzureKeyCredential }]) => {
+      const credential = opts.key ? new AzureKeyCredential(opts.key) : opts.credential!
+      return createClient(endpoint, credential, { retryOptions: DEFAULT_RETRY, ...opts.clientOptions })
+    })
     return client
   }
 
