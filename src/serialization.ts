@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import type { Options } from 'fast-json-stringify'
+import type FastJsonStringify from 'fast-json-stringify'
 
 // CommonJS, loaded where the first response schema is compiled (see src/validation.ts).
 const require = createRequire(import.meta.url)
@@ -27,7 +28,7 @@ export function buildSerializerCompiler (externalSchemas: unknown, serializerOpt
           // against each. The branches differ by type alone, so formats need no checking there: checking them ran a
           // URI regex over every image URL of every prediction read.
           const options = serializerOpts as Options
-          const fastJsonStringify = require('fast-json-stringify') as typeof import('fast-json-stringify')
+          const fastJsonStringify = require('fast-json-stringify') as typeof FastJsonStringify
           serialize = fastJsonStringify(schema as Parameters<typeof fastJsonStringify>[0], { ...options, ajv: { ...options.ajv, validateFormats: false }, schema: external as Options['schema'] })
           compiled.set(key, serialize)
         }

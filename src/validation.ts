@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module'
 import type { AnySchema, Ajv, ValidateFunction } from 'ajv'
+import type * as AjvModule from 'ajv'
+import type AjvFormats from 'ajv-formats'
 
 // Ajv is CommonJS, so it can be loaded synchronously where the first schema is compiled: a probe, which validates
 // nothing, then answers without waiting for it to load.
@@ -14,8 +16,8 @@ const require = createRequire(import.meta.url)
  */
 export function buildValidatorCompiler (externalSchemas: Record<string, unknown>) {
   const make = (coerceTypes: boolean | 'array') => {
-    const { Ajv } = require('ajv') as typeof import('ajv')
-    const formats = require('ajv-formats') as typeof import('ajv-formats')
+    const { Ajv } = require('ajv') as typeof AjvModule
+    const formats = require('ajv-formats') as typeof AjvFormats
     const ajv = new Ajv({ allErrors: true, verbose: true, coerceTypes, removeAdditional: false, useDefaults: true, strict: false })
     formats.default(ajv)
     for (const schema of Object.values(externalSchemas)) ajv.addSchema(schema as AnySchema)
