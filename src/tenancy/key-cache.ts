@@ -1,4 +1,5 @@
 import type { ApiKeyRecord, StateStore } from '../stores/types.ts'
+import { timingSafeEqual } from 'node:crypto'
 import { parseKey, secretMatches } from './keys.ts'
 
 /**
@@ -10,25 +11,28 @@ const MAX_ENTRIES = 10_000
 
 /**
  * Verifies bearer tokens against the store, reading each key's record at most once per KEY_CACHE_MS. The secret is
- * still checked on every request (a sha256 and a constant-time compare). Unknown ids are not cached, so a key
- * created a moment ago works at once.
+ * still checked on every request in constant time: against the stored sha256 on each read of the record, and
+ * between reads against the secret that matched it. Unknown ids are not cached, so a key created a moment ago works
+ * at once.
  */
 export function createKeyVerifier (store: StateStore, o: { ttlMs?: number, now?: () => number } = {}) {
   const ttlMs = o.ttlMs ?? KEY_CACHE_MS
   const now = o.now ?? Date.now
-  const cache = new Map<string, { record: ApiKeyRecord, readAt: number }>()
+  /** `verified`: the secret that last matched this record's hash, so the next request compares without hashing. */
+  interface Entry { record: ApiKeyRecord, readAt: number, verified?: Buffer }
+  const cache = new Map<string, Entry>()
 
-  async function record (id: string): Promise<ApiKeyRecord | undefined> {
+  async function entry (id: string): Promise<Entry | undefined> {
     const hit = cache.get(id)
-    if (hit && now() - hit.readAt < ttlMs) return hit.record
+    if (hit && now() - hit.readAt < ttlMs) return hit
     const fresh = await store.getKey(id)
     cache.delete(id)
-    if (fresh) {
-      // Oldest first out: a Map iterates in insertion order, and a re-read re-inserts.
-      if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!)
-      cache.set(id, { record: fresh, readAt: now() })
-    }
-    return fresh
+    if (!fresh) return undefined
+    // Oldest first out: a Map iterates in insertion order, and a re-read re-inserts.
+    if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!)
+    const read: Entry = { record: fresh, readAt: now() }
+    cache.set(id, read)
+    return read
   }
 
   return {
@@ -36,9 +40,15 @@ export function createKeyVerifier (store: StateStore, o: { ttlMs?: number, now?:
     async verify (token: string): Promise<ApiKeyRecord | undefined> {
       const parsed = parseKey(token)
       if (!parsed) return undefined
-      const found = await record(parsed.id)
-      if (!found || found.revokedAt !== null) return undefined
-      return secretMatches(found, parsed.secret) ? found : undefined
+      const found = await entry(parsed.id)
+      if (!found || found.record.revokedAt !== null) return undefined
+      // Within the entry's life the secret that matched is compared again in constant time, without a sha256: a
+      // client polling with its key pays for the hash once per read of its record, not on every request.
+      const given = Buffer.from(parsed.secret)
+      if (found.verified !== undefined && found.verified.length === given.length && timingSafeEqual(found.verified, given)) return found.record
+      if (!secretMatches(found.record, parsed.secret)) return undefined
+      found.verified = given
+      return found.record
     }
   }
 }

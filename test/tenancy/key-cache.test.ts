@@ -32,8 +32,11 @@ describe('the key verifier', () => {
     const verifier = createKeyVerifier(store, { now: () => now })
     for (let i = 0; i < 5; i++) expect((await verifier.verify(key))?.plan).toBe('basic')
     expect(counted.reads()).toBe(1)
-    // The same id with a wrong secret is refused from the cached record.
+    // The same id with a wrong secret is refused from the cached record, after the right one matched; and that
+    // refusal does not stop the right one.
     expect(await verifier.verify(key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A'))).toBeUndefined()
+    expect(await verifier.verify(key.slice(0, -2))).toBeUndefined()
+    expect((await verifier.verify(key))?.plan).toBe('basic')
     expect(counted.reads()).toBe(1)
     now += KEY_CACHE_MS
     expect(await verifier.verify(key)).toBeDefined()
