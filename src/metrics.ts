@@ -66,10 +66,20 @@ export function createMetrics () {
   let tracked = (): number => 0
   new Gauge({ name: 'tracked_predictions', help: 'Unfinished predictions this instance follows upstream.', registers, collect () { this.set(tracked()) } })
 
+  // Every request observes the histogram: its labelled child is kept per (route, method, status), so prom-client
+  // does not check and hash the labels each time. Routes are patterns and statuses few, so the map stays small.
+  const requestSeries = new Map<string, { observe: (value: number) => void }>()
+
   return {
     registry,
     observeRequest (route: string, method: string, status: number, seconds: number): void {
-      httpDuration.observe({ route, method, status: String(status) }, seconds)
+      const key = `${method} ${status} ${route}`
+      let series = requestSeries.get(key)
+      if (series === undefined) {
+        series = httpDuration.labels({ route, method, status: String(status) })
+        requestSeries.set(key, series)
+      }
+      series.observe(seconds)
     },
     replicateAttempt ({ operation, status }: { operation: ReplicateOperation, status: number | 'network' | 'timeout' }): void {
       replicateRequests.inc({ kind: operation, status: String(status) })
