@@ -63,9 +63,9 @@ export default fp(async function corsPlugin (fastify: FastifyInstance, opts: App
   })
 
   // A preflight from an origin not listed would otherwise fall through to "no route OPTIONS …".
-  fastify.addHook('onRequest', async (request, reply) => {
-    if (request.method !== 'OPTIONS' || request.corsPreflightEnabled || request.headers['access-control-request-method'] === undefined) return
+  fastify.addHook('onRequest', (request, reply, done) => {
+    if (request.method !== 'OPTIONS' || request.corsPreflightEnabled || request.headers['access-control-request-method'] === undefined) return done()
     const { status, body } = toProblem(new AppError('origin_not_allowed', 'This origin may not call the API: it is not in CORS_ORIGINS.'), String(request.id))
-    return reply.code(status).type('application/problem+json').send(body)
+    reply.code(status).type('application/problem+json').send(body)
   })
 }, { name: 'cors', dependencies: ['state', 'http'] })
