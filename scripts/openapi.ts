@@ -17,7 +17,7 @@ const readmePath = new URL('../README.md', import.meta.url)
 
 // A placeholder token keeps the emulator from starting: generating the document needs no upstream.
 const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', REPLICATE_API_TOKEN: 'placeholder-for-openapi-generation' })
-const app = await buildApp({ config })
+const app = await buildApp({ config, openapi: 'generate' })
 await app.ready()
 const document = app.swagger()
 await app.close()

@@ -58,6 +58,12 @@ export interface AppOptions {
   overrides?: AppOverrides
   /** `probes`: only /health, no OpenAPI document or docs page (the worker on its own); the services are the same. Default `all`. */
   routes?: 'all' | 'probes'
+  /**
+   * `generate`: @fastify/swagger builds the OpenAPI document from the route schemas (`npm run openapi`, and the test
+   * that keeps openapi/ current). Default `committed`: the service serves openapi/openapi.json, that same document as
+   * committed, and does not load the generator at start.
+   */
+  openapi?: 'committed' | 'generate'
 }
 
 const LOUD_LEVELS = new Set(['debug', 'trace'])

@@ -1,17 +1,34 @@
 import { readFileSync } from 'node:fs'
-import swagger from '@fastify/swagger'
 import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import type { AppOptions } from '../../src/app.ts'
 import { lazyMount } from '../../src/lazy-mount.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string, description: string }
 
+const COMMITTED = new URL('../../openapi/openapi.json', import.meta.url)
+
 /**
  * The OpenAPI 3.1 document is generated from the route schemas: shared schemas keep their `$id`
- * as component names, so generated clients get stable type names.
+ * as component names, so generated clients get stable type names. `npm run openapi` generates it into openapi/,
+ * where a test keeps it equal to what the routes say; the running service serves that file, read on the first
+ * request, rather than loading the generator (and its YAML library) at every start.
  */
-export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
+export default fp(async function swaggerPlugin (fastify: FastifyInstance, opts: AppOptions) {
+  if (opts.openapi !== 'generate') {
+    let document: ReturnType<FastifyInstance['swagger']> | undefined
+    fastify.decorate('swagger', (() => (document ??= JSON.parse(readFileSync(COMMITTED, 'utf8')) as ReturnType<FastifyInstance['swagger']>)) as FastifyInstance['swagger'])
+  } else {
+    await generator(fastify)
+  }
+  // Swagger UI at /docs, made on its first request (its assets are megabytes a probe never needs), showing the
+  // document this app serves.
+  lazyMount(fastify, { urls: ['/docs', '/docs/*'], build: () => docsApp(fastify.swagger()) })
+}, { name: 'swagger' })
+
+async function generator (fastify: FastifyInstance): Promise<void> {
+  const { default: swagger } = await import('@fastify/swagger')
   await fastify.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -48,13 +65,10 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance) {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`)
     }
   })
-  // Swagger UI at /docs, made on its first request (its assets are megabytes a probe never needs), showing the
-  // document this app generates.
-  lazyMount(fastify, { urls: ['/docs', '/docs/*'], build: () => docsApp(fastify.swagger()) })
-}, { name: 'swagger' })
+}
 
 async function docsApp (document: ReturnType<FastifyInstance['swagger']>): Promise<FastifyInstance> {
-  const { default: swaggerUi } = await import('@fastify/swagger-ui')
+  const [{ default: swagger }, { default: swaggerUi }] = await Promise.all([import('@fastify/swagger'), import('@fastify/swagger-ui')])
   const app = Fastify({ logger: false })
   await app.register(swagger, { mode: 'static', specification: { document: document as never } })
   await app.register(swaggerUi, {
