@@ -23,8 +23,8 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance, opts: 
     await generator(fastify)
   }
   // Swagger UI at /docs, made on its first request (its assets are megabytes a probe never needs), showing the
-  // document this app serves.
-  lazyMount(fastify, { urls: ['/docs', '/docs/*'], build: () => docsApp(fastify.swagger()) })
+  // document this app serves (a copy: the docs app keeps the document it is given).
+  lazyMount(fastify, { urls: ['/docs', '/docs/*'], build: () => docsApp(structuredClone(fastify.swagger())) })
 }, { name: 'swagger' })
 
 async function generator (fastify: FastifyInstance): Promise<void> {
