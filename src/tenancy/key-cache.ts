@@ -1,5 +1,5 @@
-import type { ApiKeyRecord, StateStore } from '../stores/types.ts'
 import { timingSafeEqual } from 'node:crypto'
+import type { ApiKeyRecord, StateStore } from '../stores/types.ts'
 import { parseKey, secretMatches } from './keys.ts'
 
 /**

@@ -25,6 +25,13 @@ describe('the signer', () => {
     expect(signer.check('abc', 1, exp, sig)).toBe('valid')
     now += 200_000
     expect(signer.sign('http://gw.test', 'abc', 1)).toBe(url.toString())
+    // The next step signs anew (kept signatures are their step's own): as a signer with nothing kept would, and valid.
+    now += 100_000
+    const stepped = new URL(signer.sign('http://gw.test', 'abc', 1))
+    expect(stepped.toString()).toBe(createImageUrlSigner({ secret: SECRET, ttlSeconds: 3600, now: () => now }).sign('http://gw.test', 'abc', 1))
+    expect(Number(stepped.searchParams.get('exp'))).toBe(exp + 300)
+    expect(signer.check('abc', 1, exp + 300, stepped.searchParams.get('sig')!)).toBe('valid')
+    now -= 100_000
     expect(signer.check('abc', 0, exp, sig)).toBe('invalid')
     expect(signer.check('abd', 1, exp, sig)).toBe('invalid')
     expect(signer.check('abc', 1, exp + 3600, sig)).toBe('invalid')
