@@ -9,6 +9,12 @@ import { drainRefusedBody } from '../../src/drain-refused-body.ts'
 import { withoutSignature } from '../../src/tenancy/image-urls.ts'
 import type { Tenant } from '../../src/tenancy/tenant.ts'
 
+/** The key a request was made with, as log fields; none for the anonymous tenant or before auth ran. */
+function keyIdOf (request: FastifyRequest): { key_id?: string } {
+  const tenant = request.tenant as Tenant | null
+  return tenant && !tenant.anonymous ? { key_id: tenant.id } : {}
+}
+
 /**
  * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
  * turns every failure into application/problem+json without echoing internals.
@@ -44,10 +50,9 @@ export default fp(async function http (fastify: FastifyInstance) {
   const access = pino({ level: fastify.log.level, base: { pid: process.pid, hostname: hostname() } }, (fastify.log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!)
   fastify.addHook('onResponse', (request, reply, done) => {
     if ((request.log as pino.Logger).isLevelEnabled('info')) {
-      const tenant = request.tenant as Tenant | null
       access.info({
         request_id: request.id,
-        ...(tenant && !tenant.anonymous ? { key_id: tenant.id } : {}),
+        ...keyIdOf(request),
         req: { method: request.method, url: withoutSignature(request.url), remoteAddress: request.ip },
         res: { statusCode: reply.statusCode },
         responseTime: Math.round(reply.elapsedTime * 10) / 10
@@ -74,10 +79,8 @@ export default fp(async function http (fastify: FastifyInstance) {
       err = new ValidationError(fieldProblems(error.validation as never, error.validationContext ?? 'body'))
     }
     const { status, headers, body } = toProblem(err, String(request.id))
-    const tenant = request.tenant as Tenant | null
-    const keyId = tenant && !tenant.anonymous ? { key_id: tenant.id } : {}
-    if (status >= 500) request.log.error({ err: error, ...keyId }, 'request failed')
-    else request.log.info({ code: body.code, status, ...keyId }, 'request refused')
+    if (status >= 500) request.log.error({ err: error, ...keyIdOf(request) }, 'request failed')
+    else request.log.info({ code: body.code, status, ...keyIdOf(request) }, 'request refused')
     if (body.code === 'payload_too_large') {
       // Fastify asks for Connection: close, and Node would then close before the rest of the body is read, which
       // resets the connection under a client still writing: it would never read this answer. Read it out first.

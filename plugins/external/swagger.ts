@@ -5,8 +5,6 @@ import type { FastifyInstance } from 'fastify'
 import type { AppOptions } from '../../src/app.ts'
 import { lazyMount } from '../../src/lazy-mount.ts'
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string, description: string }
-
 const COMMITTED = new URL('../../openapi/openapi.json', import.meta.url)
 
 /**
@@ -29,6 +27,7 @@ export default fp(async function swaggerPlugin (fastify: FastifyInstance, opts: 
 
 async function generator (fastify: FastifyInstance): Promise<void> {
   const { default: swagger } = await import('@fastify/swagger')
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string, description: string }
   await fastify.register(swagger, {
     openapi: {
       openapi: '3.1.0',
