@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.ts'
 import { requestIdFor } from './request-id.ts'
+import { lazyRequestLogger } from './request-logger.ts'
+import type { LineSink } from './log-stream.ts'
 import { startTelemetry } from './telemetry.ts'
 import type { TelemetryTarget } from './telemetry.ts'
 import { buildValidatorCompiler } from './validation.ts'
@@ -69,7 +71,7 @@ export interface AppOptions {
 const LOUD_LEVELS = new Set(['debug', 'trace'])
 
 /** Server options shared by `npm start` and the tests, so both run the same stack. */
-export function serverOptions (config: Config, logStream?: NodeJS.WritableStream): FastifyServerOptions {
+export function serverOptions (config: Config, logStream?: LineSink): FastifyServerOptions {
   return {
     logger: {
       level: config.LOG_LEVEL,
@@ -115,6 +117,7 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
     // One line per request, written when it ends (plugins/app/http.ts), instead of Fastify's two.
     logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     genReqId: (req) => requestIdFor(req.headers),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     connectionTimeout: 0,
     requestTimeout: 120_000,
@@ -132,7 +135,7 @@ export function serverOptions (config: Config, logStream?: NodeJS.WritableStream
 }
 
 /** Builds the app without listening. `logStream` receives the JSON log lines (tests capture them). */
-export async function buildApp (opts: AppOptions, logStream?: NodeJS.WritableStream): Promise<FastifyInstance> {
+export async function buildApp (opts: AppOptions, logStream?: LineSink): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts.config, logStream)).withTypeProvider<TypeBoxTypeProvider>()
   const target = telemetryTarget(opts.config)
   if (target !== undefined) {
