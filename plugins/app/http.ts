@@ -1,12 +1,11 @@
-import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
-import { pino } from 'pino'
+import type { pino } from 'pino'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { fieldProblems, toProblem } from '../../src/problems.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
 import { ClientDisconnectedError } from '../../src/http-signal.ts'
 import { drainRefusedBody } from '../../src/drain-refused-body.ts'
-import { withoutSignature } from '../../src/tenancy/image-urls.ts'
+import { accessLineWriter } from '../../src/access-line.ts'
 import type { Tenant } from '../../src/tenancy/tenant.ts'
 
 /** The key a request was made with, as log fields; none for the anonymous tenant or before auth ran. */
@@ -37,9 +36,6 @@ export default fp(async function http (fastify: FastifyInstance) {
   // One line per request, when it ends, with what it was and how it went: half the logging of Fastify's pair of
   // lines on every request. At debug the start of each request is logged too, for requests that never end.
   // Each route's logLevel applies (probes log at warn, so they stay out of the info log).
-  // The line is written by a logger of its own, on the same stream: every field is built here from values that
-  // cannot hold a secret (the URL's signature is cut out), so it needs neither the serializers nor the redaction
-  // the service's logger runs on everything, which were most of the cost of a status read.
   const loud = fastify.log.level === 'debug' || fastify.log.level === 'trace'
   if (loud) {
     fastify.addHook('onRequest', (request, _reply, done) => {
@@ -47,17 +43,9 @@ export default fp(async function http (fastify: FastifyInstance) {
       done()
     })
   }
-  const access = pino({ level: fastify.log.level, base: { pid: process.pid, hostname: hostname() } }, (fastify.log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!)
+  const writeAccessLine = accessLineWriter(fastify.log as pino.Logger)
   fastify.addHook('onResponse', (request, reply, done) => {
-    if ((request.log as pino.Logger).isLevelEnabled('info')) {
-      access.info({
-        request_id: request.id,
-        ...keyIdOf(request),
-        req: { method: request.method, url: withoutSignature(request.url), remoteAddress: request.ip },
-        res: { statusCode: reply.statusCode },
-        responseTime: Math.round(reply.elapsedTime * 10) / 10
-      }, 'request completed')
-    }
+    if ((request.log as pino.Logger).isLevelEnabled('info')) writeAccessLine(request, reply)
     done()
   })
 
