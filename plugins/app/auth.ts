@@ -71,17 +71,16 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
   const keys = createKeyVerifier(store, { ttlMs: opts.overrides?.auth?.keyCacheMs })
   const limiter = createKeyRateLimiter(store)
 
-  fastify.addHook('onRequest', async (request, reply) => {
-    const route = request.routeOptions.url
-    if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return
-    if (request.routeOptions.config.signedUrl === true && typeof (request.query as Record<string, unknown> | undefined)?.sig === 'string') return
+  const BEARER = /^Bearer\s+(\S+)\s*$/i
+  const challenge = { 'www-authenticate': 'Bearer realm="flux-gateway"' }
+
+  /** Everything after the route checks, for a request whose key has to be read or limited. */
+  async function authenticate (request: FastifyRequest, reply: FastifyReply, header: string | undefined): Promise<unknown> {
     if (!(await authEnabled())) {
       request.tenant = anonymous
       return
     }
-    const header = request.headers.authorization
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-    const challenge = { 'www-authenticate': 'Bearer realm="flux-gateway"' }
+    const match = header === undefined ? null : BEARER.exec(header)
     if (!match) return send(request, reply, new AppError('unauthorized', 'Send an API key as `Authorization: Bearer <key>`.'), challenge)
     const key = await keys.verify(match[1]!)
     if (!key) return send(request, reply, new AppError('unauthorized', 'The API key is not valid or was revoked.'), { 'www-authenticate': 'Bearer realm="flux-gateway", error="invalid_token"' })
@@ -102,6 +101,23 @@ export default fp(async function auth (fastify: FastifyInstance, opts: AppOption
       const seconds = Math.max(1, Math.ceil(take.retryAfterMs / 1000))
       return send(request, reply, new AppError('rate_limited', `This key may make ${limit} requests a minute; retry in ${seconds} s.`, { retry_after: seconds }))
     }
+  }
+
+  // Callback style, so the common case costs no promise: auth on, and a key without a rate limit whose record was
+  // read moments ago is settled here at once. Anything else goes through `authenticate`.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const route = request.routeOptions.url
+    if (route === undefined || !route.startsWith('/v1/') || request.routeOptions.config.public === true) return done()
+    if (request.routeOptions.config.signedUrl === true && typeof (request.query as Record<string, unknown> | undefined)?.sig === 'string') return done()
+    const header = request.headers.authorization
+    if (on && header !== undefined) {
+      const kept = keys.verifyKept(BEARER.exec(header)?.[1])
+      if (kept !== undefined && kept.rateLimitPerMinute === null) {
+        request.tenant = tenantOf(kept)
+        return done()
+      }
+    }
+    authenticate(request, reply, header).then(() => done(), done)
   })
   // Registered after cors (a dependency), so a refused request still carries the CORS headers a page needs to read it.
 }, { name: 'auth', dependencies: ['state', 'http', 'cors'] })

@@ -35,7 +35,26 @@ export function createKeyVerifier (store: StateStore, o: { ttlMs?: number, now?:
     return read
   }
 
+  /** Whether `secret` is the one that last matched this entry's record: compared in constant time, without a hash. */
+  function matchedBefore (found: Entry, secret: string): boolean {
+    if (found.verified === undefined) return false
+    const given = Buffer.from(secret)
+    return found.verified.length === given.length && timingSafeEqual(found.verified, given)
+  }
+
   return {
+    /**
+     * The active key record a bearer token names, from what is kept alone (no store read, no hash): a fresh entry
+     * whose last matching secret this is. Undefined means "ask `verify`", not "refused".
+     */
+    verifyKept (token: string | undefined): ApiKeyRecord | undefined {
+      const parsed = token === undefined ? undefined : parseKey(token)
+      if (!parsed) return undefined
+      const hit = cache.get(parsed.id)
+      if (!hit || now() - hit.readAt >= ttlMs || hit.record.revokedAt !== null) return undefined
+      return matchedBefore(hit, parsed.secret) ? hit.record : undefined
+    },
+
     /** The active key record a bearer token names, or undefined. */
     async verify (token: string): Promise<ApiKeyRecord | undefined> {
       const parsed = parseKey(token)
@@ -44,10 +63,9 @@ export function createKeyVerifier (store: StateStore, o: { ttlMs?: number, now?:
       if (!found || found.record.revokedAt !== null) return undefined
       // Within the entry's life the secret that matched is compared again in constant time, without a sha256: a
       // client polling with its key pays for the hash once per read of its record, not on every request.
-      const given = Buffer.from(parsed.secret)
-      if (found.verified !== undefined && found.verified.length === given.length && timingSafeEqual(found.verified, given)) return found.record
+      if (matchedBefore(found, parsed.secret)) return found.record
       if (!secretMatches(found.record, parsed.secret)) return undefined
-      found.verified = given
+      found.verified = Buffer.from(parsed.secret)
       return found.record
     }
   }

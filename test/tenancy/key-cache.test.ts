@@ -43,6 +43,30 @@ describe('the key verifier', () => {
     expect(counted.reads()).toBe(2)
   })
 
+  it('answers from what it keeps only for a fresh record and the secret that matched it: anything else needs a read', async () => {
+    const counted = countingStore()
+    store = counted.store
+    let now = 1_000_000
+    const { key, record } = await createApiKey(store, { plan: 'basic' })
+    const wrong = key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A')
+    const verifier = createKeyVerifier(store, { now: () => now })
+    // Nothing kept yet, and no read made to find out.
+    expect(verifier.verifyKept(key)).toBeUndefined()
+    expect(counted.reads()).toBe(0)
+    expect((await verifier.verify(key))?.id).toBe(record.id)
+    expect(verifier.verifyKept(key)?.id).toBe(record.id)
+    expect(verifier.verifyKept(wrong)).toBeUndefined()
+    expect(verifier.verifyKept('not a key')).toBeUndefined()
+    expect(verifier.verifyKept(undefined)).toBeUndefined()
+    expect(counted.reads()).toBe(1)
+    // Past the record's life the kept answer is gone, so a revocation made meanwhile is seen by the read that follows.
+    await store.revokeKey(record.id, now)
+    now += KEY_CACHE_MS
+    expect(verifier.verifyKept(key)).toBeUndefined()
+    expect(await verifier.verify(key)).toBeUndefined()
+    expect(verifier.verifyKept(key)).toBeUndefined()
+  })
+
   it('sees a revocation made elsewhere once the cached record expires, within the 5 s promised', async () => {
     store = createSqliteStore({ path: ':memory:' })
     let now = 1_000_000
