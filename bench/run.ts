@@ -2,7 +2,8 @@
  * `npm run bench`: the gateway against references, side by side in one run, on loopback only, each part bounded.
  *   status GET   — GET /v1/predictions/{id} of a finished prediction through the gateway (production settings: an API
  *                  key, SQLite, info logs), straight to the emulator, and on a bare Fastify route returning a document
- *                  of the same size (the framework floor); req/s and p50/p99 with autocannon.
+ *                  of the same size (the framework floor); req/s and p50/p99 with autocannon, and each server's CPU
+ *                  time per request. Gateway and bare Fastify run in alternating rounds; the median round's ratio counts.
  *   create       — a default (sync) text-to-image create through the gateway, and the same create straight to the
  *                  emulator followed by the download of its images, at 1 and at 64 concurrent callers; the
  *                  gateway's own cost is the difference.
@@ -21,28 +22,35 @@ import { freePort } from './free-port.ts'
 const DURATION_S = Number(process.env.BENCH_DURATION_SECONDS ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 5)
+const STATUS_ROUNDS = Number(process.env.BENCH_STATUS_ROUNDS ?? 3)
 const children: ChildProcess[] = []
 const NODE = [process.execPath, '--experimental-strip-types']
 
-/** Starts a server process; resolves with what its LISTENING line says, or once `readyUrl` answers. */
-function start (args: string[], env: Record<string, string> = {}, readyUrl?: string): Promise<string[]> {
+/** Starts a server process; resolves with its pid and what its LISTENING line says, or once `readyUrl` answers. */
+function start (args: string[], env: Record<string, string> = {}, readyUrl?: string): Promise<{ pid: number, said: string[] }> {
   return new Promise((resolve, reject) => {
+    const child = spawn(NODE[0]!, [...NODE.slice(1), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(child)
+    const ready = (said: string[]): void => {
+      // From here on the server's output (the gateway's log lines) is drained unread: this process also runs the
+      // load generator, and parsing those lines would take from it.
+      child.stdout!.removeAllListeners('data').on('data', () => {})
+      resolve({ pid: child.pid!, said })
+    }
     if (readyUrl) {
       const poll = setInterval(() => {
         fetch(readyUrl).then((res) => {
           if (res.ok) {
             clearInterval(poll)
-            resolve([readyUrl])
+            ready([readyUrl])
           }
         }, () => {})
       }, 100)
     }
-    const child = spawn(NODE[0]!, [...NODE.slice(1), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-    children.push(child)
     child.stdout!.on('data', (chunk) => {
       for (const line of String(chunk).split('\n')) {
         const listening = /^LISTENING (.+)$/.exec(line)
-        if (listening) resolve(listening[1]!.split(' '))
+        if (listening) ready(listening[1]!.split(' '))
       }
     })
     child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)))
@@ -56,6 +64,17 @@ interface Load {
   requests: number
   non_2xx: number
   errors: number
+  /** The server process's CPU time (user + system) per request, where /proc tells it. */
+  server_cpu_us_per_request?: number
+}
+
+/** CPU time a process has used so far, in µs, from /proc (Linux); undefined elsewhere. */
+async function cpuMicros (pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  if (stat === undefined) return undefined
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th, in clock ticks (100/s).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
 function summary (r: autocannon.Result): Load {
@@ -69,10 +88,13 @@ function summary (r: autocannon.Result): Load {
   }
 }
 
-async function measure (url: string, headers: Record<string, string> = {}): Promise<Load> {
+async function measure (url: string, pid: number, headers: Record<string, string> = {}): Promise<Load> {
   // A short warm-up, so JIT and connection set-up are not measured.
   await autocannon({ url, connections: CONNECTIONS, duration: 2, headers })
-  return summary(await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, headers }))
+  const before = await cpuMicros(pid)
+  const result = summary(await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, headers }))
+  const after = await cpuMicros(pid)
+  return before === undefined || after === undefined ? result : { ...result, server_cpu_us_per_request: Math.round(((after - before) / result.requests) * 10) / 10 }
 }
 
 /**
@@ -138,7 +160,8 @@ const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 100
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'fgw-bench-'))
 try {
-  const [emulatorBase, token] = await start(['bench/servers.ts', 'emulator'])
+  const emulatorServer = await start(['bench/servers.ts', 'emulator'])
+  const [emulatorBase, token] = emulatorServer.said
   // Production settings, as deployed: state in SQLite, an API key required, info logs.
   const stateEnv = { STATE_SQLITE_PATH: path.join(dir, 'state.sqlite'), IMAGE_STORAGE_DIR: path.join(dir, 'images') }
   const created = spawnSync(NODE[0]!, [...NODE.slice(1), 'scripts/keys.ts', 'create', '--plan', 'premium'], { env: { ...process.env, ...stateEnv }, encoding: 'utf8' })
@@ -158,7 +181,7 @@ try {
   }
   const port = await freePort()
   const gateway = `http://127.0.0.1:${port}`
-  await start(['src/server.ts'], { ...production, PORT: String(port), HOST: '127.0.0.1' }, `${gateway}/health/live`)
+  const gatewayServer = await start(['src/server.ts'], { ...production, PORT: String(port), HOST: '127.0.0.1' }, `${gateway}/health/live`)
   const createdPrediction = await fetch(`${gateway}/v1/text-to-image`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...auth },
@@ -172,12 +195,25 @@ try {
   const upstreamId = listed.results.find((p) => p.input.prompt === 'a benchmark of herons')!.id
   // The bare route answers the very JSON the gateway answers.
   const sameJson = await (await fetch(`${gateway}/v1/predictions/${prediction.id}`, { headers: auth })).text()
-  const [bare] = await start(['bench/servers.ts', 'bare', sameJson])
+  const bareServer = await start(['bench/servers.ts', 'bare', sameJson])
+  const bare = bareServer.said[0]!
 
+  // Gateway and bare Fastify in turns, so a slow moment of this shared machine falls on both alike; the rounds'
+  // median ratio is the result. Each server's CPU time per request is reported beside its req/s: the load generator
+  // shares the cores, and a server it outpaces is woken for every request, which costs that server more per request.
+  const rounds: Array<{ gateway: Load, bare: Load, ratio: number, cpu_ratio?: number }> = []
+  for (let i = 0; i < STATUS_ROUNDS; i++) {
+    const gw = await measure(`${gateway}/v1/predictions/${prediction.id}`, gatewayServer.pid, auth)
+    const b = await measure(`${bare}/v1/predictions/${prediction.id}`, bareServer.pid)
+    const cpu = gw.server_cpu_us_per_request !== undefined && b.server_cpu_us_per_request !== undefined ? { cpu_ratio: ratio(b.server_cpu_us_per_request, gw.server_cpu_us_per_request) } : {}
+    rounds.push({ gateway: gw, bare: b, ratio: ratio(gw.requests_per_second, b.requests_per_second), ...cpu })
+  }
+  const middle = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)]!
   const status = {
-    gateway: await measure(`${gateway}/v1/predictions/${prediction.id}`, auth),
-    emulator: await measure(`${emulatorBase}/predictions/${upstreamId}`, upstreamAuth),
-    bare: await measure(`${bare}/v1/predictions/${prediction.id}`)
+    gateway: middle.gateway,
+    emulator: await measure(`${emulatorBase}/predictions/${upstreamId}`, emulatorServer.pid, upstreamAuth),
+    bare: middle.bare,
+    rounds
   }
 
   const createRuns: Record<string, { gateway: Load, emulator: Load, overhead_p50_ms: number, overhead_p99_ms: number }> = {}
@@ -217,12 +253,14 @@ try {
   const report = {
     measured_at: new Date().toISOString(),
     machine: { cpus: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}`, load_average_1m: Math.round(os.loadavg()[0]! * 100) / 100 },
-    settings: { duration_seconds: DURATION_S, connections: CONNECTIONS, cold_starts: COLD_STARTS },
+    settings: { duration_seconds: DURATION_S, connections: CONNECTIONS, status_rounds: STATUS_ROUNDS, cold_starts: COLD_STARTS },
     status_get: status,
     create: createRuns,
     cold_start: cold,
     ratios: {
-      status_get_gateway_vs_bare_rps: ratio(status.gateway.requests_per_second, status.bare.requests_per_second),
+      status_get_gateway_vs_bare_rps: middle.ratio,
+      status_get_gateway_vs_bare_rps_rounds: rounds.map((r) => r.ratio),
+      ...(middle.cpu_ratio !== undefined ? { status_get_bare_vs_gateway_cpu_per_request: middle.cpu_ratio } : {}),
       status_get_added_p99_ms: status.gateway.latency_p99_ms - status.bare.latency_p99_ms,
       status_get_gateway_vs_emulator_rps: ratio(status.gateway.requests_per_second, status.emulator.requests_per_second),
       cold_start_production_vs_bare: ratio(cold.production_ms, cold.bare_fastify_ms),
