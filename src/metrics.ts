@@ -1,83 +1,105 @@
 import { timingSafeEqual } from 'node:crypto'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { createRequire } from 'node:module'
+import type PromClient from 'prom-client'
+import type { Registry } from 'prom-client'
 import type { ModerationProvider } from './moderation/types.ts'
 import type { ReplicateOperation } from './replicate/client.ts'
+
+// CommonJS, loaded where a metric other than the request histogram is first needed (see `createMetrics`).
+const require = createRequire(import.meta.url)
 
 /**
  * The service's Prometheus metrics. Labels are bounded vocabularies (route patterns, models, statuses, categories):
  * never a prediction id, a prompt or a key, so neither the series count nor a scrape can leak them.
+ *
+ * Every request observes the request histogram, which is ours. prom-client, with the rest of the metrics and the
+ * process's default ones, is loaded on first need: the first scrape, upstream call, moderation verdict or settled
+ * prediction. Loading it took some 70 to 120 ms of each start. The default metrics count from then on (CPU time and
+ * the process's start time are read from the process, so they cover it all; event-loop lag and GC from then).
  */
 export function createMetrics () {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const registers = [registry]
-
   const httpDuration = requestHistogram({
     name: 'http_request_duration_seconds',
     help: 'Time to answer a request, by route pattern, method and status.',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
   })
-  registry.registerMetric(httpDuration as unknown as Parameters<Registry['registerMetric']>[0])
-  const replicateRequests = new Counter({
-    name: 'replicate_requests_total',
-    help: 'Requests sent to Replicate, each retry counted, by kind and HTTP status (or network, timeout).',
-    labelNames: ['kind', 'status'] as const,
-    registers
-  })
-  const replicateRateLimited = new Counter({ name: 'replicate_rate_limited_total', help: 'Answers 429 from Replicate.', registers })
-  const predictions = new Counter({
-    name: 'predictions_total',
-    help: 'Predictions that ended, by model and final status.',
-    labelNames: ['model', 'status'] as const,
-    registers
-  })
-  const predictionDuration = new Histogram({
-    name: 'prediction_duration_seconds',
-    help: 'From a prediction\'s creation to its end, by model.',
-    labelNames: ['model'] as const,
-    buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 900],
-    registers
-  })
-  const creditsSettled = new Counter({ name: 'credits_settled_total', help: 'Credits charged for delivered images, by model.', labelNames: ['model'] as const, registers })
-  const moderation = new Counter({
-    name: 'moderation_decisions_total',
-    help: 'Prompt moderation verdicts, by provider and outcome (allowed, refused; refusals by category).',
-    labelNames: ['provider', 'outcome', 'category'] as const,
-    registers
-  })
-  const queueMessages = new Counter({
-    name: 'queue_messages_total',
-    help: 'Queue worker messages settled, by outcome (completed, abandoned, dead_lettered) and reason (a problem code; empty when completed).',
-    labelNames: ['outcome', 'reason'] as const,
-    registers
-  })
-  const webhookDeliveries = new Counter({
-    name: 'webhook_deliveries_total',
-    help: 'Webhook delivery attempts to callers, by outcome: delivered, retrying (failed, another attempt is scheduled), failed (given up).',
-    labelNames: ['outcome'] as const,
-    registers
-  })
-  for (const outcome of ['delivered', 'retrying', 'failed']) webhookDeliveries.inc({ outcome }, 0)
   let queueInFlight = (): number => 0
-  new Gauge({ name: 'queue_messages_in_flight', help: 'Messages the queue worker of this instance holds (locked, not settled).', registers, collect () { this.set(queueInFlight()) } })
   let queueDepth = (): number => 0
-  new Gauge({ name: 'upstream_create_queue_depth', help: 'Creates waiting on this instance for a slot of Replicate\'s create rate.', registers, collect () { this.set(queueDepth()) } })
   let tracked = (): number => 0
-  new Gauge({ name: 'tracked_predictions', help: 'Unfinished predictions this instance follows upstream.', registers, collect () { this.set(tracked()) } })
+
+  function build () {
+    const { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } = require('prom-client') as typeof PromClient
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    const registers = [registry]
+    registry.registerMetric(httpDuration as unknown as Parameters<Registry['registerMetric']>[0])
+    const webhookDeliveries = new Counter({
+      name: 'webhook_deliveries_total',
+      help: 'Webhook delivery attempts to callers, by outcome: delivered, retrying (failed, another attempt is scheduled), failed (given up).',
+      labelNames: ['outcome'] as const,
+      registers
+    })
+    for (const outcome of ['delivered', 'retrying', 'failed']) webhookDeliveries.inc({ outcome }, 0)
+    new Gauge({ name: 'queue_messages_in_flight', help: 'Messages the queue worker of this instance holds (locked, not settled).', registers, collect () { this.set(queueInFlight()) } })
+    new Gauge({ name: 'upstream_create_queue_depth', help: 'Creates waiting on this instance for a slot of Replicate\'s create rate.', registers, collect () { this.set(queueDepth()) } })
+    new Gauge({ name: 'tracked_predictions', help: 'Unfinished predictions this instance follows upstream.', registers, collect () { this.set(tracked()) } })
+    return {
+      registry,
+      webhookDeliveries,
+      replicateRequests: new Counter({
+        name: 'replicate_requests_total',
+        help: 'Requests sent to Replicate, each retry counted, by kind and HTTP status (or network, timeout).',
+        labelNames: ['kind', 'status'] as const,
+        registers
+      }),
+      replicateRateLimited: new Counter({ name: 'replicate_rate_limited_total', help: 'Answers 429 from Replicate.', registers }),
+      predictions: new Counter({
+        name: 'predictions_total',
+        help: 'Predictions that ended, by model and final status.',
+        labelNames: ['model', 'status'] as const,
+        registers
+      }),
+      predictionDuration: new Histogram({
+        name: 'prediction_duration_seconds',
+        help: 'From a prediction\'s creation to its end, by model.',
+        labelNames: ['model'] as const,
+        buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 900],
+        registers
+      }),
+      creditsSettled: new Counter({ name: 'credits_settled_total', help: 'Credits charged for delivered images, by model.', labelNames: ['model'] as const, registers }),
+      moderation: new Counter({
+        name: 'moderation_decisions_total',
+        help: 'Prompt moderation verdicts, by provider and outcome (allowed, refused; refusals by category).',
+        labelNames: ['provider', 'outcome', 'category'] as const,
+        registers
+      }),
+      queueMessages: new Counter({
+        name: 'queue_messages_total',
+        help: 'Queue worker messages settled, by outcome (completed, abandoned, dead_lettered) and reason (a problem code; empty when completed).',
+        labelNames: ['outcome', 'reason'] as const,
+        registers
+      })
+    }
+  }
+  let built: ReturnType<typeof build> | undefined
+  const m = (): ReturnType<typeof build> => (built ??= build())
 
   return {
-    registry,
+    /** The registry a scrape reads. */
+    get registry (): Registry {
+      return m().registry
+    },
     observeRequest (route: string, method: string, status: number, seconds: number): void {
       httpDuration.observe(route, method, status, seconds)
     },
     replicateAttempt ({ operation, status }: { operation: ReplicateOperation, status: number | 'network' | 'timeout' }): void {
-      replicateRequests.inc({ kind: operation, status: String(status) })
-      if (status === 429) replicateRateLimited.inc()
+      m().replicateRequests.inc({ kind: operation, status: String(status) })
+      if (status === 429) m().replicateRateLimited.inc()
     },
     predictionEnded (o: { model: string, status: string, seconds: number, credits: number }): void {
-      predictions.inc({ model: o.model, status: o.status })
-      predictionDuration.observe({ model: o.model }, o.seconds)
-      if (o.credits > 0) creditsSettled.inc({ model: o.model }, o.credits)
+      m().predictions.inc({ model: o.model, status: o.status })
+      m().predictionDuration.observe({ model: o.model }, o.seconds)
+      if (o.credits > 0) m().creditsSettled.inc({ model: o.model }, o.credits)
     },
     /** The provider, counting each verdict it gives. */
     countModeration (provider: ModerationProvider): ModerationProvider {
@@ -85,17 +107,17 @@ export function createMetrics () {
         name: provider.name,
         async checkText (text, o) {
           const verdict = await provider.checkText(text, o)
-          if (verdict.allowed) moderation.inc({ provider: verdict.provider, outcome: 'allowed', category: '' })
-          else for (const category of verdict.categories.length > 0 ? verdict.categories : ['other']) moderation.inc({ provider: verdict.provider, outcome: 'refused', category })
+          if (verdict.allowed) m().moderation.inc({ provider: verdict.provider, outcome: 'allowed', category: '' })
+          else for (const category of verdict.categories.length > 0 ? verdict.categories : ['other']) m().moderation.inc({ provider: verdict.provider, outcome: 'refused', category })
           return verdict
         }
       }
     },
     queueSettled (outcome: 'completed' | 'abandoned' | 'dead_lettered', reason: string): void {
-      queueMessages.inc({ outcome, reason })
+      m().queueMessages.inc({ outcome, reason })
     },
     webhookDelivery (outcome: 'delivered' | 'retrying' | 'failed'): void {
-      webhookDeliveries.inc({ outcome })
+      m().webhookDeliveries.inc({ outcome })
     },
     gauges (o: { queueDepth?: () => number, tracked?: () => number, queueInFlight?: () => number }): void {
       if (o.queueDepth) queueDepth = o.queueDepth

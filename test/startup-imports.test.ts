@@ -15,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 // Ajv loads where the first schema is compiled, which listening does not need; the OpenAPI document is served as
 // committed, so its generator (and YAML) is not loaded.
 // prom-client loads the OpenTelemetry API (a no-op facade without an SDK) for exemplars; the SDK is what tracing adds.
-const HEAVY = ['@azure/storage-blob', '@azure/service-bus', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', '@opentelemetry/sdk-trace-node', '@opentelemetry/exporter-trace-otlp-http', '@fastify/otel', '@azure/monitor-opentelemetry', '@fastify/static', '@fastify/swagger-ui', '@azure/core-auth', 'ajv', '@fastify/swagger', 'yaml', 'src/emulator/']
+const HEAVY = ['@azure/storage-blob', '@azure/service-bus', '@azure/keyvault-secrets', '@azure-rest/ai-content-safety', '@azure/identity', '@azure/core-rest-pipeline', 'ioredis', 'sharp', '@opentelemetry/sdk-trace-node', '@opentelemetry/exporter-trace-otlp-http', '@fastify/otel', '@azure/monitor-opentelemetry', '@fastify/static', '@fastify/swagger-ui', '@azure/core-auth', 'ajv', '@fastify/swagger', 'yaml', 'prom-client', 'src/emulator/']
 
 /**
  * Builds the app and starts listening in a fresh process, with `env` as its settings, and returns which of the
@@ -43,7 +43,7 @@ async function loadedAtStart (env: Record<string, string>): Promise<string[]> {
 const base = { LOG_LEVEL: 'silent', PORT: '0', IMAGE_STORAGE_DIR: path.join(dir, 'images') }
 
 describe('start-up loads only what the configuration uses', () => {
-  it('with a token and SQLite: none of the Azure SDKs (the Service Bus one only with the worker on), ioredis, sharp, OpenTelemetry, the static-file servers, Ajv, the OpenAPI generator or the emulator', async () => {
+  it('with a token and SQLite: none of the Azure SDKs (the Service Bus one only with the worker on), ioredis, sharp, OpenTelemetry, the static-file servers, Ajv, prom-client, the OpenAPI generator or the emulator', async () => {
     expect(await loadedAtStart({ ...base, NODE_ENV: 'development', REPLICATE_API_TOKEN: 'r8_placeholder', STATE_SQLITE_PATH: path.join(dir, 'a.sqlite') })).toEqual([])
   }, 60_000)
 
