@@ -31,7 +31,7 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4))
  * is written then. Writes stay synchronous, so a reader that stops reading holds the process up rather than letting
  * lines pile up in memory, as with pino's default.
  */
-export function batchedLines (fd: number): LineSink & { flush (): void } {
+export function batchedLines (fd: number): LineSink {
   let pending: string[] = []
   let scheduled = false
   const flush = (): void => {
@@ -50,8 +50,7 @@ export function batchedLines (fd: number): LineSink & { flush (): void } {
         setImmediate(flush)
       }
       return true
-    },
-    flush
+    }
   }
 }
 

@@ -5,14 +5,7 @@ import { fieldProblems, toProblem } from '../../src/problems.ts'
 import { AppError, ValidationError } from '../../src/errors.ts'
 import { ClientDisconnectedError } from '../../src/http-signal.ts'
 import { drainRefusedBody } from '../../src/drain-refused-body.ts'
-import { accessLineWriter } from '../../src/access-line.ts'
-import type { Tenant } from '../../src/tenancy/tenant.ts'
-
-/** The key a request was made with, as log fields; none for the anonymous tenant or before auth ran. */
-function keyIdOf (request: FastifyRequest): { key_id?: string } {
-  const tenant = request.tenant as Tenant | null
-  return tenant && !tenant.anonymous ? { key_id: tenant.id } : {}
-}
+import { accessLineWriter, keyIdOf } from '../../src/access-line.ts'
 
 /**
  * Cross-cutting HTTP behaviour: the request id on every response, and the one error handler that
